@@ -1,0 +1,28 @@
+"""gearshift: compile compressed neural networks for phones with Apache TVM.
+
+Data flows one way:  model.onnx --frontend--> Relax IRModule --relay_passes--> rewritten module
+--schedules--> built library --runtime--> artifact on the device.
+
+The top-level names below are the public API; each lives in the subpackage that owns it.
+"""
+
+from gearshift.errors import (
+    ArtifactError,
+    GearshiftError,
+    GearshiftImportError,
+    InputShapeError,
+    TargetError,
+    UnsupportedOpError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArtifactError",
+    "GearshiftError",
+    "GearshiftImportError",
+    "InputShapeError",
+    "TargetError",
+    "UnsupportedOpError",
+    "__version__",
+]

@@ -1,0 +1,45 @@
+"""The errors gearshift raises on bad input.
+
+Every error a user can cause (a broken ONNX file, an op TVM cannot import, a tampered artifact)
+is one of these, carries the facts needed to fix it (node, op type, file, reason) and prints in
+one or two lines. The CLI turns them into an exit status instead of a traceback.
+"""
+
+from __future__ import annotations
+
+
+class GearshiftError(Exception):
+    """Base of every error gearshift raises on purpose."""
+
+
+class GearshiftImportError(GearshiftError):
+    """A model could not be read or imported.
+
+    `node` and `op_type` name the ONNX node at fault where there is one.
+    """
+
+    def __init__(self, reason: str, *, node: str | None = None, op_type: str | None = None):
+        self.reason = reason
+        self.node = node
+        self.op_type = op_type
+        where = ""
+        if node is not None or op_type is not None:
+            where = f"node {node!r} (op {op_type})" if node else f"op {op_type}"
+            where += ": "
+        super().__init__(where + reason)
+
+
+class UnsupportedOpError(GearshiftImportError):
+    """The model uses an op (or an op feature) that the importer cannot convert."""
+
+
+class InputShapeError(GearshiftImportError):
+    """An input's shape is missing, dynamic without a value given, or ambiguous."""
+
+
+class TargetError(GearshiftError):
+    """An unknown target name, or an artifact built for another machine."""
+
+
+class ArtifactError(GearshiftError):
+    """An artifact directory is missing a file, was modified, truncated, or is of another format."""
