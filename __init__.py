@@ -17,12 +17,22 @@ from gearshift.errors import (
 
 __version__ = "0.1.0"
 
+from gearshift.compiler import compile, compile_model, save  # noqa: E402  (needs __version__)
+from gearshift.frontend.load import load  # noqa: E402
+from gearshift.runtime import Session, open_artifact  # noqa: E402
+
 __all__ = [
     "ArtifactError",
     "GearshiftError",
     "GearshiftImportError",
     "InputShapeError",
+    "Session",
     "TargetError",
     "UnsupportedOpError",
     "__version__",
+    "compile",
+    "compile_model",
+    "load",
+    "open_artifact",
+    "save",
 ]

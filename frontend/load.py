@@ -108,7 +108,7 @@ def export_torch(
                 buf = io.BytesIO()
                 torch.onnx.export(module, args, buf, input_names=input_names, output_names=output_names,
                                   opset_version=opset, dynamo=False)
-                return onnx.load_from_string(buf.getvalue())
+                return _strip_prefix(onnx.load_from_string(buf.getvalue()), "inner.")
             if exporter == "dynamo":
                 program = torch.onnx.export(module, args, kwargs=kwargs, input_names=input_names, output_names=output_names,
                                             dynamo=True, verbose=False)
@@ -132,6 +132,22 @@ def _keyword_call(module: Any, names: list[str]) -> Any:
             return out.to_tuple() if hasattr(out, "to_tuple") else out
 
     return KeywordCall().eval()
+
+
+def _strip_prefix(model: onnx.ModelProto, prefix: str) -> onnx.ModelProto:
+    """Drop the wrapper's attribute name from weight names, so they read as the user's module names them."""
+    def strip(name: str) -> str:
+        return name[len(prefix):] if name.startswith(prefix) else name
+
+    graph = model.graph
+    for init in graph.initializer:
+        init.name = strip(init.name)
+    for node in graph.node:
+        node.input[:] = [strip(i) for i in node.input]
+        node.output[:] = [strip(o) for o in node.output]
+    for vi in list(graph.input) + list(graph.output) + list(graph.value_info):
+        vi.name = strip(vi.name)
+    return model
 
 
 def _is_torch_module(obj: Any) -> bool:

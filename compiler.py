@@ -1,0 +1,70 @@
+"""The whole pipeline in one call: model -> clean ONNX -> Relax -> library -> artifact directory."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from gearshift.frontend.importer import to_relax
+from gearshift.frontend.load import ModelLike, load
+from gearshift.runtime.artifact import Artifact, write_artifact
+from gearshift.schedules.build import Built, Log, build
+from gearshift.schedules.targets import get_target
+
+
+def compile_model(
+    model: ModelLike,
+    target: str = "host",
+    *,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    example_inputs: Sequence[Any] | Mapping[str, Any] | None = None,
+    exporter: str = "legacy",
+    output_names: Sequence[str] | None = None,
+    log: Log = lambda _msg: None,
+) -> Built:
+    """Compile `model` (see `gearshift.frontend.load` for what it may be) for `target`."""
+    info = get_target(target)  # fail on a bad name before any slow work
+    t = time.perf_counter()
+    proto = load(model, example_inputs, input_shapes=input_shapes, exporter=exporter,
+                 output_names=output_names)
+    imported = to_relax(proto)
+    log(f"import: {len(proto.graph.node)} ONNX nodes after clean-up, {len(imported.weights)} weights "
+        f"({time.perf_counter() - t:.1f} s)")
+    built = build(imported, info, log=log)
+    built.report["import_seconds"] = round(time.perf_counter() - t - sum(built.report.values()), 3)
+    return built
+
+
+def save(built: Built, out_dir: str | os.PathLike, *, name: str = "model", overwrite: bool = False) -> Artifact:
+    """Write `built` as an artifact directory (atomically; see `gearshift.runtime.artifact`)."""
+    import tvm
+
+    from gearshift import __version__
+
+    manifest = {
+        "name": name,
+        "gearshift_version": __version__,
+        "tvm_version": tvm.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "target": {"name": built.target.name, "description": built.target.description,
+                   "arch": built.target.arch, "config": built.target.config},
+        "inputs": [s.to_json() for s in built.inputs],
+        "outputs": [s.to_json() for s in built.outputs],
+        "report": built.report,
+    }
+    return write_artifact(out_dir, write_library=built.export_library, levels={"default": built.weights},
+                          manifest=manifest, overwrite=overwrite)
+
+
+def compile(model: ModelLike, target: str = "host", out_dir: str | os.PathLike | None = None, *,
+            name: str | None = None, overwrite: bool = False, **kwargs: Any) -> Built | Artifact:
+    """`compile_model`, then `save` when `out_dir` is given (returning the artifact)."""
+    built = compile_model(model, target, **kwargs)
+    if out_dir is None:
+        return built
+    if name is None:
+        name = Path(model).stem if isinstance(model, (str, os.PathLike)) else type(model).__name__
+    return save(built, out_dir, name=name, overwrite=overwrite)

@@ -1,0 +1,9 @@
+"""Graph-level passes on Relax (the card's folder keeps Relay's name; Relay is gone from TVM).
+
+Today: `split_weight_transforms`, which moves all work on weights out of the model so it runs once,
+at compile time. The structure rewrites (block-sparse, pattern, circulant) will live here, one file each.
+"""
+
+from gearshift.relay_passes.weights import split_weight_transforms
+
+__all__ = ["split_weight_transforms"]

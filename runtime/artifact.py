@@ -1,0 +1,201 @@
+"""The artifact: one directory that holds everything a device needs to run a compiled model.
+
+    DIR/manifest.json               format version, target, inputs/outputs, weights order, levels,
+                                    and the sha256 and size of every other file
+    DIR/lib.so                      the compiled code (TVM `export_library`, cross-linked for ARM)
+    DIR/levels/<level>.safetensors  the weights of each compression level ("default" for now)
+
+Nothing is pickled. An artifact is written into a temporary sibling directory and renamed into
+place, so a crash never leaves a half-written one under the final name; loading checks every hash
+and size before anything is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gearshift.errors import ArtifactError
+from gearshift.spec import TensorSpec
+
+FORMAT = "gearshift-artifact"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+LIBRARY = "lib.so"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A verified artifact directory (construct with `open_artifact`)."""
+
+    path: Path
+    manifest: dict
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return [TensorSpec.from_json(d) for d in self.manifest["inputs"]]
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return [TensorSpec.from_json(d) for d in self.manifest["outputs"]]
+
+    @property
+    def target(self) -> dict:
+        return self.manifest["target"]
+
+    @property
+    def library(self) -> Path:
+        return self.path / LIBRARY
+
+    def level_file(self, level: str = "default") -> Path:
+        levels = self.manifest["levels"]
+        if level not in levels:
+            raise ArtifactError(f"{self.path}: no level {level!r}; levels: {', '.join(levels)}")
+        return self.path / levels[level]["file"]
+
+    def load_weights(self, level: str = "default") -> list[np.ndarray]:
+        """The level's weights in the order the model takes them, checked against the manifest."""
+        from safetensors.numpy import load_file
+
+        path = self.level_file(level)
+        try:
+            tensors = load_file(str(path))
+        except Exception as err:
+            raise ArtifactError(f"{path}: unreadable weights ({err})") from None
+        out = []
+        for spec in (TensorSpec.from_json(d) for d in self.manifest["weights"]):
+            if spec.name not in tensors:
+                raise ArtifactError(f"{path}: weight {spec.name!r} is missing")
+            w = tensors[spec.name]
+            if spec.shape == () and w.shape == (1,):  # safetensors stores 0-d tensors as [1]
+                w = w.reshape(())
+            if tuple(w.shape) != spec.shape or w.dtype != np.dtype(spec.dtype):
+                raise ArtifactError(f"{path}: weight {spec.name!r} is {w.dtype}{list(w.shape)}, "
+                                    f"the manifest says {spec.dtype}{list(spec.shape)}")
+            out.append(w)
+        return out
+
+
+def write_artifact(
+    out_dir: str | os.PathLike,
+    *,
+    write_library: Callable[[Path], None],
+    levels: Mapping[str, Mapping[str, np.ndarray]],
+    manifest: Mapping,
+    overwrite: bool = False,
+) -> Artifact:
+    """Write an artifact atomically. `manifest` gives the model's facts (target, inputs, outputs, ...);
+    the format fields, weights order, levels and file hashes are added here."""
+    from safetensors.numpy import save_file
+
+    out = Path(out_dir)
+    if out.exists() and not overwrite:
+        raise ArtifactError(f"{out} exists; pass overwrite (CLI: --force) to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        write_library(tmp / LIBRARY)
+        level_entries = {}
+        first = None
+        for name, weights in levels.items():
+            rel = f"levels/{name}.safetensors"
+            (tmp / "levels").mkdir(exist_ok=True)
+            save_file({k: np.ascontiguousarray(v) for k, v in weights.items()}, str(tmp / rel))
+            level_entries[name] = {"file": rel}
+            first = first or weights
+        full = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            **manifest,
+            "weights": [TensorSpec(k, tuple(v.shape), v.dtype.name).to_json() for k, v in (first or {}).items()],
+            "levels": level_entries,
+            "files": {rel: _fingerprint(tmp / rel) for rel in [LIBRARY, *(e["file"] for e in level_entries.values())]},
+        }
+        (tmp / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=False) + "\n")
+        _fsync_tree(tmp)
+        _replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return open_artifact(out)
+
+
+def open_artifact(path: str | os.PathLike) -> Artifact:
+    """Open an artifact and verify it: format, version, and the hash and size of every file."""
+    root = Path(path)
+    mpath = root / MANIFEST
+    if not mpath.is_file():
+        raise ArtifactError(f"{root}: not a gearshift artifact (no {MANIFEST})")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ArtifactError(f"{mpath}: not valid JSON ({err})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ArtifactError(f"{mpath}: not a gearshift manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{mpath}: format version {manifest.get('format_version')!r}, this gearshift reads "
+                            f"version {FORMAT_VERSION}; recompile the model")
+    for key in ("target", "inputs", "outputs", "weights", "levels", "files"):
+        if key not in manifest:
+            raise ArtifactError(f"{mpath}: the manifest has no {key!r}")
+    files = manifest["files"]
+    needed = {LIBRARY, *(e["file"] for e in manifest["levels"].values())}
+    if not needed <= set(files):
+        raise ArtifactError(f"{mpath}: no hash recorded for {', '.join(sorted(needed - set(files)))}")
+    for rel, expected in files.items():
+        f = (root / rel).resolve()
+        if root.resolve() not in f.parents:
+            raise ArtifactError(f"{mpath}: file {rel!r} lies outside the artifact")
+        if not f.is_file():
+            raise ArtifactError(f"{root}: {rel} is missing")
+        actual = _fingerprint(f)
+        if actual["bytes"] != expected.get("bytes"):
+            raise ArtifactError(f"{root}: {rel} has {actual['bytes']} bytes, the manifest says {expected.get('bytes')} "
+                                f"(truncated or modified)")
+        if actual["sha256"] != expected.get("sha256"):
+            raise ArtifactError(f"{root}: {rel} does not match its sha256 in the manifest (modified)")
+    return Artifact(root, manifest)
+
+
+def _fingerprint(path: Path) -> dict:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return {"sha256": h.hexdigest(), "bytes": path.stat().st_size}
+
+
+def _fsync_tree(root: Path) -> None:
+    """Flush every file to disk and give the tree ordinary permissions (mkdtemp makes it private)."""
+    os.chmod(root, 0o755)
+    for p in sorted(root.rglob("*")):
+        if p.is_dir():
+            os.chmod(p, 0o755)
+        else:
+            os.chmod(p, 0o755 if p.suffix == ".so" else 0o644)
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+
+
+def _replace(tmp: Path, out: Path) -> None:
+    """Rename `tmp` to `out`; an existing `out` is moved aside first and removed only after."""
+    if not out.exists():
+        os.rename(tmp, out)
+        return
+    old = out.with_name(f".{out.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    os.rename(out, old)
+    try:
+        os.rename(tmp, out)
+    except BaseException:
+        os.rename(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

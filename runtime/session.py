@@ -1,0 +1,83 @@
+"""Run a compiled artifact: load the library and the weights once, then run inputs through it."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from gearshift.errors import ArtifactError, TargetError
+from gearshift.runtime.artifact import Artifact, open_artifact
+
+
+class Session:
+    """A loaded model. `run` takes a dict of input arrays and returns a dict of output arrays."""
+
+    def __init__(self, artifact: str | os.PathLike | Artifact, level: str = "default"):
+        import tvm
+        from tvm import relax
+
+        self.artifact = artifact if isinstance(artifact, Artifact) else open_artifact(artifact)
+        target = self.artifact.target
+        here = platform.machine()
+        if target.get("arch") != here:
+            raise TargetError(f"{self.artifact.path} was built for {target.get('name')} ({target.get('arch')}); "
+                              f"this machine is {here}: copy it to such a device")
+        if target.get("config", {}).get("kind", "llvm") != "llvm":
+            raise TargetError(f"{self.artifact.path} targets {target.get('name')}, a GPU this runtime cannot drive here")
+        self._device = tvm.cpu()
+        try:
+            lib = tvm.runtime.load_module(str(self.artifact.library))
+        except Exception as err:
+            raise ArtifactError(f"{self.artifact.library}: cannot be loaded ({str(err).strip().splitlines()[-1]})") from None
+        self._vm = relax.VirtualMachine(lib, self._device)
+        self._main = self._vm["main"]
+        self.inputs = self.artifact.inputs
+        self.outputs = self.artifact.outputs
+        self._weights = [tvm.runtime.tensor(w, self._device) for w in self.artifact.load_weights(level)]
+        self.level = level
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one inference. Inputs are keyed by the model's input names."""
+        return dict(zip((o.name for o in self.outputs), _as_list(self._call(self._prepare(inputs)))))
+
+    def time(self, inputs: Mapping[str, np.ndarray], repeat: int = 20, warmup: int = 3) -> list[float]:
+        """Latencies in milliseconds of `repeat` runs after `warmup` runs (inputs copied to the device once)."""
+        args = self._prepare(inputs)
+        for _ in range(warmup):
+            self._call(args)
+        times = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            self._call(args)
+            times.append((time.perf_counter() - t) * 1e3)
+        return times
+
+    def _prepare(self, inputs: Mapping[str, np.ndarray]) -> list:
+        import tvm
+
+        missing = [s.name for s in self.inputs if s.name not in inputs]
+        extra = sorted(set(inputs) - {s.name for s in self.inputs})
+        if missing or extra:
+            raise ValueError(f"inputs do not match the model: missing {missing}, unexpected {extra}; "
+                             f"the model takes {[s.name for s in self.inputs]}")
+        return [tvm.runtime.tensor(s.check(inputs[s.name]), self._device) for s in self.inputs]
+
+    def _call(self, args: list):
+        out = self._main(*args, *self._weights)
+        return out
+
+
+def _as_list(out) -> list[np.ndarray]:
+    if hasattr(out, "numpy"):
+        return [out.numpy()]
+    return [o.numpy() for o in out]
+
+
+def run_artifact(path: str | Path, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """One-shot convenience: load `path` and run `inputs` once."""
+    return Session(path).run(inputs)
