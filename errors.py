@@ -37,6 +37,10 @@ class InputShapeError(GearshiftImportError):
     """An input's shape is missing, dynamic without a value given, or ambiguous."""
 
 
+class InputError(GearshiftError, ValueError):
+    """Run-time inputs (or a command-line value) that do not match what the model or command takes."""
+
+
 class TargetError(GearshiftError):
     """An unknown target name, or an artifact built for another machine."""
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gearshift.errors import InputError
+
 
 @dataclass(frozen=True)
 class TensorSpec:
@@ -21,12 +23,12 @@ class TensorSpec:
         return cls(str(d["name"]), tuple(int(n) for n in d["shape"]), str(d["dtype"]))
 
     def check(self, value: np.ndarray) -> np.ndarray:
-        """Return `value` as this spec's dtype, or raise ValueError saying what does not match."""
+        """Return `value` as this spec's dtype, or raise InputError saying what does not match."""
         value = np.asarray(value)
         if tuple(value.shape) != self.shape:
-            raise ValueError(f"input {self.name!r}: expected shape {list(self.shape)}, got {list(value.shape)}")
+            raise InputError(f"input {self.name!r}: expected shape {list(self.shape)}, got {list(value.shape)}")
         if value.dtype != np.dtype(self.dtype):
             if not np.can_cast(value.dtype, self.dtype, casting="same_kind"):
-                raise ValueError(f"input {self.name!r}: expected dtype {self.dtype}, got {value.dtype}")
+                raise InputError(f"input {self.name!r}: expected dtype {self.dtype}, got {value.dtype}")
             value = value.astype(self.dtype)
         return np.ascontiguousarray(value)

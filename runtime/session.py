@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gearshift.errors import ArtifactError, TargetError
+from gearshift.errors import ArtifactError, InputError, TargetError
 from gearshift.runtime.artifact import Artifact, open_artifact
 
 
@@ -63,13 +63,12 @@ class Session:
         missing = [s.name for s in self.inputs if s.name not in inputs]
         extra = sorted(set(inputs) - {s.name for s in self.inputs})
         if missing or extra:
-            raise ValueError(f"inputs do not match the model: missing {missing}, unexpected {extra}; "
+            raise InputError(f"inputs do not match the model: missing {missing}, unexpected {extra}; "
                              f"the model takes {[s.name for s in self.inputs]}")
         return [tvm.runtime.tensor(s.check(inputs[s.name]), self._device) for s in self.inputs]
 
     def _call(self, args: list):
-        out = self._main(*args, *self._weights)
-        return out
+        return self._main(*args, *self._weights)
 
 
 def _as_list(out) -> list[np.ndarray]:

@@ -1,0 +1,198 @@
+"""The `gearshift` command line.
+
+    gearshift inspect MODEL [--input-shape NAME=1,128 ...] [--json]
+    gearshift compile MODEL --target T -o DIR [--input-shape ...] [--name N] [--force]
+    gearshift run DIR --inputs in.npz [-o out.npz] [--repeat N] [--json]
+    gearshift targets
+    gearshift demo [--repeat N]
+
+Errors a user can cause print as one line (`gearshift: error: ...`) and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from gearshift.errors import GearshiftError, InputError
+
+EXIT_USER_ERROR = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except GearshiftError as err:
+        print(f"gearshift: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("gearshift: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gearshift", description="Compile compressed neural networks for phones.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    ins = sub.add_parser("inspect", help="list the weight-carrying layers of a model")
+    ins.add_argument("model", help="an .onnx file")
+    _shape_option(ins)
+    ins.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ins.set_defaults(handler=_inspect)
+
+    com = sub.add_parser("compile", help="compile a model into an artifact directory")
+    com.add_argument("model", help="an .onnx file")
+    com.add_argument("--target", "-t", default="host", help="a target name (see `gearshift targets`); default: host")
+    com.add_argument("--output", "-o", required=True, help="the artifact directory to write")
+    com.add_argument("--name", help="the model's name in the manifest (default: the file's stem)")
+    com.add_argument("--force", action="store_true", help="replace an existing artifact directory")
+    _shape_option(com)
+    com.set_defaults(handler=_compile)
+
+    run = sub.add_parser("run", help="run a compiled artifact on this machine")
+    run.add_argument("artifact", help="an artifact directory written by `gearshift compile`")
+    run.add_argument("--inputs", "-i", required=True, help=".npz with one array per model input, keyed by input name")
+    run.add_argument("--output", "-o", help="write the outputs to this .npz, keyed by output name")
+    run.add_argument("--repeat", type=int, default=0, help="time N runs after 3 warm-up runs; print median and p90")
+    run.add_argument("--json", action="store_true", help="print a JSON summary")
+    run.set_defaults(handler=_run)
+
+    tg = sub.add_parser("targets", help="list the target names")
+    tg.set_defaults(handler=_targets)
+
+    demo = sub.add_parser("demo", help="compile the bundled BERT-style example and compare it with ONNX Runtime")
+    demo.add_argument("--repeat", type=int, default=20, help="timed runs per engine (default 20)")
+    demo.add_argument("--output", "-o", default="out/demo-bert", help="where to write the artifact")
+    demo.set_defaults(handler=_demo)
+    return p
+
+
+def _shape_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...",
+                   help="a static shape for a dynamic input (repeatable), e.g. input_ids=1,128")
+
+
+def parse_input_shapes(items: Sequence[str]) -> dict[str, list[int]]:
+    shapes = {}
+    for item in items:
+        name, sep, dims = item.rpartition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            shapes[name] = [int(d) for d in dims.replace("x", ",").split(",")]
+        except ValueError:
+            raise InputError(f"bad --input-shape {item!r}: expected NAME=D0,D1,... (e.g. input_ids=1,128)") from None
+    return shapes
+
+
+def _log(msg: str) -> None:
+    print(f"[gearshift] {msg}", file=sys.stderr, flush=True)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from gearshift.frontend.inventory import inventory
+    from gearshift.frontend.load import load
+
+    layers = inventory(load(args.model, input_shapes=parse_input_shapes(args.input_shape)))
+    if args.json:
+        print(json.dumps([layer.to_json() for layer in layers], indent=2))
+        return 0
+    rows = [("layer", "kind", "weight shape", "MFLOPs", "params", "sparsity", "blocks")]
+    for layer in layers:
+        block = "-" if layer.block is None else (
+            layer.block if layer.block == "unstructured" else f"{layer.block} ({layer.block_sparsity:.0%} empty)")
+        rows.append((layer.name, layer.kind, "x".join(map(str, layer.weight_shape)), f"{layer.flops / 1e6:.2f}",
+                     str(layer.params), f"{layer.sparsity:.1%}", block))
+    print(format_table(rows))
+    total = sum(layer.flops for layer in layers)
+    print(f"{len(layers)} weight-carrying layers, {total / 1e6:.1f} MFLOPs, "
+          f"{sum(layer.params for layer in layers)} parameters")
+    return 0
+
+
+def _compile(args: argparse.Namespace) -> int:
+    from gearshift.compiler import compile_model, save
+
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        raise InputError(f"{out} exists; pass --force to replace it")
+    built = compile_model(args.model, args.target, input_shapes=parse_input_shapes(args.input_shape), log=_log)
+    art = save(built, out, name=args.name or Path(args.model).stem, overwrite=args.force)
+    size = sum(f["bytes"] for f in art.manifest["files"].values())
+    _log(f"wrote {out} ({size / 1e6:.2f} MB, target {built.target.name})")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from gearshift.runtime import Session
+
+    path = Path(args.inputs)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            inputs = {k: npz[k] for k in npz.files}
+    except (ValueError, OSError) as err:
+        raise InputError(f"{path}: not a readable .npz ({err})") from None
+    session = Session(args.artifact)
+    outputs = session.run(inputs)
+    summary: dict = {"outputs": {k: {"shape": list(v.shape), "dtype": v.dtype.name} for k, v in outputs.items()}}
+    if args.output:
+        _save_npz(Path(args.output), outputs)
+        summary["written"] = args.output
+    if args.repeat > 0:
+        times = session.time(inputs, repeat=args.repeat)
+        summary["latency_ms"] = {"median": float(np.median(times)), "p90": float(np.percentile(times, 90)),
+                                 "runs": args.repeat, "warmup": 3}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        for name, info in summary["outputs"].items():
+            print(f"{name}: {info['dtype']}{info['shape']}")
+        if "latency_ms" in summary:
+            lat = summary["latency_ms"]
+            print(f"latency over {lat['runs']} runs: median {lat['median']:.3f} ms, p90 {lat['p90']:.3f} ms")
+    return 0
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """np.savez appends .npz to names without it and writes in place: write a temp file, then rename."""
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _targets(args: argparse.Namespace) -> int:
+    from gearshift.schedules.targets import get_target, target_names
+
+    rows = [("name", "runs on", "description")]
+    rows += [(n, get_target(n).arch, get_target(n).description) for n in target_names()]
+    print(format_table(rows))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gearshift.frontend.demo import run_demo
+
+    print(run_demo(Path(args.output), repeat=args.repeat, log=_log))
+    return 0
+
+
+def format_table(rows: Sequence[Sequence[str]]) -> str:
+    """A markdown table, columns padded so it also reads as plain text."""
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    lines = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

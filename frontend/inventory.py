@@ -1,0 +1,112 @@
+"""The layer inventory: every weight-carrying layer of a model, its cost and its existing sparsity.
+
+A weight is looked at as a matrix [outputs, inputs] (Gemm/MatMul: the transpose of ONNX's K x N
+MatMul weight; Conv: [C_out, C_in/groups * kh * kw]). A block shape r x c spans r outputs and
+c inputs, as the block-sparse kernels will. The detected block structure is the largest block shape
+whose all-zero blocks hold every zero of the weight: a weight pruned in 16x1 blocks reports 16x1
+(or something larger if whole larger blocks happen to be zero); scattered zeros report "unstructured".
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from gearshift.frontend.cleanup import static_shapes
+
+BLOCK_SIDES = (1, 2, 4, 8, 16, 32)
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    kind: str  # "gemm", "matmul" or "conv"
+    weight: str  # the initializer's name
+    weight_shape: tuple[int, ...]
+    flops: int  # multiply-adds x 2 at the model's input shapes
+    params: int  # weight + bias elements
+    sparsity: float  # fraction of exact zeros in the weight
+    block: str | None  # "RxC", "unstructured", or None for a dense weight
+    block_sparsity: float  # fraction of all-zero blocks of that shape (0 when none)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["weight_shape"] = list(self.weight_shape)
+        return d
+
+
+def inventory(model: onnx.ModelProto) -> list[Layer]:
+    """List the weight-carrying layers of a clean model (see `gearshift.frontend.load`)."""
+    graph = model.graph
+    weights = {init.name: init for init in graph.initializer}
+    shapes = static_shapes(graph)
+    layers = []
+    for i, node in enumerate(graph.node):
+        name = node.name or node.output[0] or f"#{i}"
+        found = _weight_matrix(node, weights)
+        if found is None:
+            continue
+        kind, wname, matrix, reduce_len, bias = found
+        out_shape = shapes.get(node.output[0])
+        flops = 2 * int(np.prod(out_shape)) * reduce_len if out_shape is not None else 0
+        w = numpy_helper.to_array(weights[wname])
+        params = w.size + (numpy_helper.to_array(weights[bias]).size if bias in weights else 0)
+        sparsity = float(np.mean(w == 0)) if w.size else 0.0
+        block, block_sparsity = detect_blocks(matrix)
+        layers.append(Layer(name, kind, wname, tuple(w.shape), flops, params, round(sparsity, 6), block,
+                            round(block_sparsity, 6)))
+    return layers
+
+
+def _weight_matrix(node: onnx.NodeProto, weights: dict):
+    """(kind, weight name, [out, in] matrix, reduction length, bias name) or None."""
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    if node.op_type == "Gemm" and len(node.input) > 1 and node.input[1] in weights:
+        b = numpy_helper.to_array(weights[node.input[1]])
+        matrix = b if attrs.get("transB", 0) else b.T
+        bias = node.input[2] if len(node.input) > 2 else ""
+        return "gemm", node.input[1], matrix, matrix.shape[1], bias
+    if node.op_type == "MatMul" and node.input[1] in weights and node.input[0] not in weights:
+        b = numpy_helper.to_array(weights[node.input[1]])
+        if b.ndim != 2:
+            return None
+        return "matmul", node.input[1], b.T, b.shape[0], ""
+    if node.op_type == "Conv" and node.input[1] in weights:
+        w = numpy_helper.to_array(weights[node.input[1]])
+        matrix = w.reshape(w.shape[0], -1)
+        bias = node.input[2] if len(node.input) > 2 else ""
+        return "conv", node.input[1], matrix, matrix.shape[1], bias
+    return None
+
+
+def detect_blocks(matrix: np.ndarray) -> tuple[str | None, float]:
+    """The largest r x c whose all-zero blocks contain every zero of `matrix`, and their fraction.
+
+    Shapes that do not divide the matrix are tried with zero padding (padding is never counted).
+    """
+    zeros = int(np.count_nonzero(matrix == 0))
+    if zeros == 0:
+        return None, 0.0
+    rows, cols = matrix.shape
+    nonzero = matrix != 0
+    best: tuple[int, int, float] | None = None
+    for r in BLOCK_SIDES:
+        for c in BLOCK_SIDES:
+            if (r, c) == (1, 1) or r > rows or c > cols:
+                continue
+            if best is not None and r * c <= best[0] * best[1]:
+                continue
+            padded = np.zeros((-(-rows // r) * r, -(-cols // c) * c), dtype=bool)
+            padded[:rows, :cols] = nonzero
+            occupied = padded.reshape(padded.shape[0] // r, r, -1, c).any(axis=(1, 3))
+            # Every zero explained: zeros inside empty blocks == all zeros of the matrix.
+            empty = ~occupied
+            mask = np.repeat(np.repeat(empty, r, axis=0), c, axis=1)[:rows, :cols]
+            if int(mask.sum()) == zeros:
+                best = (r, c, float(empty.mean()))
+    if best is None:
+        return "unstructured", 0.0
+    return f"{best[0]}x{best[1]}", best[2]
