@@ -134,15 +134,8 @@ def _compile(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from gearshift.runtime import Session
 
-    path = Path(args.inputs)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            inputs = {k: npz[k] for k in npz.files}
-    except (ValueError, OSError) as err:
-        raise InputError(f"{path}: not a readable .npz ({err})") from None
     session = Session(args.artifact)
+    inputs = _read_npz(Path(args.inputs))
     outputs = session.run(inputs)
     summary: dict = {"outputs": {k: {"shape": list(v.shape), "dtype": v.dtype.name} for k, v in outputs.items()}}
     if args.output:
@@ -161,6 +154,16 @@ def _run(args: argparse.Namespace) -> int:
             lat = summary["latency_ms"]
             print(f"latency over {lat['runs']} runs: median {lat['median']:.3f} ms, p90 {lat['p90']:.3f} ms")
     return 0
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (ValueError, OSError, AttributeError):  # pickled or not an archive: refused, never unpickled
+        raise InputError(f"{path}: not an .npz archive of plain arrays") from None
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -7,6 +7,7 @@ folded (see `cleanup.py`), so the Relax importer sees one well-formed kind of gr
 
 from __future__ import annotations
 
+import inspect
 import io
 import os
 import warnings
@@ -91,9 +92,12 @@ def export_torch(
     def as_tensor(a: Any) -> "torch.Tensor":
         return a if isinstance(a, torch.Tensor) else torch.as_tensor(np.asarray(a))
 
-    if isinstance(example_inputs, Mapping):  # passed by keyword: HF models take many optional arguments
+    if isinstance(example_inputs, Mapping):
         input_names = list(example_inputs) if input_names is None else list(input_names)
-        args, kwargs = (), {k: as_tensor(v) for k, v in example_inputs.items()}
+        if _takes_keywords(module, list(example_inputs)):  # HF models take many optional arguments
+            args, kwargs = (), {k: as_tensor(v) for k, v in example_inputs.items()}
+        else:  # the keys only name the inputs
+            args, kwargs = tuple(as_tensor(v) for v in example_inputs.values()), {}
     else:
         args, kwargs = tuple(as_tensor(a) for a in example_inputs), {}
         input_names = list(input_names) if input_names else [f"input_{i}" for i in range(len(args))]
@@ -116,6 +120,13 @@ def export_torch(
         except Exception as err:
             raise GearshiftImportError(f"torch.onnx.export ({exporter}) failed: {_first_line(err)}") from err
     raise GearshiftImportError(f"unknown exporter {exporter!r}: use 'legacy' or 'dynamo'")
+
+
+def _takes_keywords(module: Any, names: list[str]) -> bool:
+    params = inspect.signature(module.forward).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return True
+    return all(n in params for n in names)
 
 
 def _keyword_call(module: Any, names: list[str]) -> Any:
@@ -143,6 +154,7 @@ def _strip_prefix(model: onnx.ModelProto, prefix: str) -> onnx.ModelProto:
     for init in graph.initializer:
         init.name = strip(init.name)
     for node in graph.node:
+        node.name = node.name.replace(f"/{prefix[:-1]}/", "/", 1)
         node.input[:] = [strip(i) for i in node.input]
         node.output[:] = [strip(o) for o in node.output]
     for vi in list(graph.input) + list(graph.output) + list(graph.value_info):

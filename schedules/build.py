@@ -16,7 +16,7 @@ import tvm
 from tvm import relax
 
 from gearshift.frontend.importer import Imported
-from gearshift.relay_passes import split_weight_transforms
+from gearshift.relay_passes import clip_gathers, split_weight_transforms
 from gearshift.relay_passes.weights import TRANSFORM
 from gearshift.schedules.targets import TargetInfo, get_target
 from gearshift.spec import TensorSpec
@@ -49,7 +49,7 @@ def build(imported: Imported, target: str | TargetInfo = "host", log: Log = lamb
     """Compile `imported` for `target` (a name from `gearshift.schedules.target_names()` or a TargetInfo)."""
     info = get_target(target) if isinstance(target, str) else target
     t0 = time.perf_counter()
-    model, transform = split_weight_transforms(imported.mod)
+    model, transform = split_weight_transforms(clip_gathers(imported.mod))
     weights = transform_weights(transform, imported.weights)
     names = [p.name for p in model["main"].params[len(imported.inputs):]]
     if len(names) != len(weights):

@@ -1,0 +1,34 @@
+# Two commands do everything on a fresh machine:  `make demo`  and  `make test`.
+# Both create .venv (Python 3.11) and install gearshift with its pinned dependencies if needed,
+# plus the Debian cross compiler for ARM targets.
+
+PYTHON_SYS ?= python3
+VENV       := .venv
+PY         := $(VENV)/bin/python
+STAMP      := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
+
+.PHONY: setup system-deps demo test clean
+
+setup: $(STAMP) system-deps
+
+$(STAMP):
+	@test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	@rm -f $(VENV)/.installed-*; touch $@
+
+# ARM targets link with Debian's aarch64 cross compiler.
+system-deps:
+	@command -v aarch64-linux-gnu-gcc >/dev/null || { \
+	  echo "installing gcc-aarch64-linux-gnu (Debian) for ARM targets"; \
+	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq gcc-aarch64-linux-gnu >/dev/null; }
+
+demo: setup
+	$(PY) -m gearshift.frontend.cli demo
+
+test: setup
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf out .pytest_cache
