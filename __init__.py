@@ -6,7 +6,13 @@ Data flows one way:  model.onnx --frontend--> Relax IRModule --relay_passes--> r
 The top-level names below are the public API; each lives in the subpackage that owns it.
 """
 
-from gearshift.errors import (
+import os
+
+# TVM's thread pool halves the core count (it assumes SMT siblings), which leaves half of a phone or
+# of this 2-core machine idle. gearshift uses every core unless the user set TVM_NUM_THREADS.
+os.environ.setdefault("TVM_NUM_THREADS", str(os.cpu_count() or 1))
+
+from gearshift.errors import (  # noqa: E402
     ArtifactError,
     GearshiftError,
     GearshiftImportError,

@@ -31,4 +31,4 @@ class TensorSpec:
             if not np.can_cast(value.dtype, self.dtype, casting="same_kind"):
                 raise InputError(f"input {self.name!r}: expected dtype {self.dtype}, got {value.dtype}")
             value = value.astype(self.dtype)
-        return np.ascontiguousarray(value)
+        return np.asarray(value, order="C")

@@ -73,6 +73,5 @@ def run_demo(out_dir: Path, repeat: int = 20, log: Log = lambda _msg: None) -> s
     m = machine()
     note = (f"\nmachine: {m['processor']}, {m['cores']} cores, {threads} threads; tvm {m['tvm']}, "
             f"onnxruntime {m['onnxruntime']}, torch {m['torch']}\n"
-            "gearshift here runs TVM's default lowering: no CPU schedules yet, so expect it to be slower "
-            "than ONNX Runtime until the default-schedules work lands.")
+            "A model this small is dominated by per-kernel overheads; benchmarks/ has the full-size models.")
     return format_table(rows) + note

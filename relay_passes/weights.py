@@ -17,6 +17,7 @@ def split_weight_transforms(mod: tvm.IRModule) -> tuple[tvm.IRModule, tvm.IRModu
     """Return (model, transform): model["main"] takes (inputs..., transformed weights...);
     transform["main_transform_params"] maps the original weights (one tuple) to those weights."""
     lifted = relax.transform.LiftTransformParams()(mod)
-    transform = tvm.IRModule({TRANSFORM: lifted[TRANSFORM]})
+    transform = tvm.IRModule({gv: f for gv, f in lifted.functions.items() if gv.name_hint != "main"})
     model = tvm.IRModule({gv: f for gv, f in lifted.functions.items() if gv.name_hint != TRANSFORM})
-    return relax.transform.DeadCodeElimination(["main"])(model), transform
+    keep = relax.transform.DeadCodeElimination
+    return keep(["main"])(model), keep([TRANSFORM])(transform)

@@ -75,8 +75,6 @@ class Artifact:
             if spec.name not in tensors:
                 raise ArtifactError(f"{path}: weight {spec.name!r} is missing")
             w = tensors[spec.name]
-            if spec.shape == () and w.shape == (1,):  # safetensors stores 0-d tensors as [1]
-                w = w.reshape(())
             if tuple(w.shape) != spec.shape or w.dtype != np.dtype(spec.dtype):
                 raise ArtifactError(f"{path}: weight {spec.name!r} is {w.dtype}{list(w.shape)}, "
                                     f"the manifest says {spec.dtype}{list(spec.shape)}")
@@ -108,7 +106,7 @@ def write_artifact(
         for name, weights in levels.items():
             rel = f"levels/{name}.safetensors"
             (tmp / "levels").mkdir(exist_ok=True)
-            save_file({k: np.ascontiguousarray(v) for k, v in weights.items()}, str(tmp / rel))
+            save_file({k: np.asarray(v, order="C") for k, v in weights.items()}, str(tmp / rel))
             level_entries[name] = {"file": rel}
             first = first or weights
         full = {

@@ -1,7 +1,8 @@
 """Build an imported model for a target: weights transformed once on the host, code for the device.
 
-No schedule is applied to CPU kernels yet (TVM's default legalisation gives plain loops); GPU targets
-get DLight's generic GPU rules through TVM's default GPU pipeline, which they need to build at all.
+CPU targets: dense layers move onto the packed-weight kernel (`relay_passes/dense_layout.py`), whose
+packing joins the other weight transforms at compile time, and every kernel gets a schedule from
+`schedules/cpu/`. GPU targets get DLight's generic GPU rules through TVM's default GPU pipeline.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from tvm import relax
 
 from gearshift.frontend.importer import Imported
 from gearshift.relay_passes import clip_gathers, split_weight_transforms
+from gearshift.relay_passes.dense_layout import pack_dense_layers
 from gearshift.relay_passes.weights import TRANSFORM
+from gearshift.schedules.cpu.microkernel import microkernel
+from gearshift.schedules.pipeline import pipeline
 from gearshift.schedules.targets import TargetInfo, get_target
 from gearshift.spec import TensorSpec
 
@@ -48,32 +52,44 @@ class Built:
 def build(imported: Imported, target: str | TargetInfo = "host", log: Log = lambda _msg: None) -> Built:
     """Compile `imported` for `target` (a name from `gearshift.schedules.target_names()` or a TargetInfo)."""
     info = get_target(target) if isinstance(target, str) else target
+    tvm_target = info.tvm_target()
     t0 = time.perf_counter()
     model, transform = split_weight_transforms(clip_gathers(imported.mod))
-    weights = transform_weights(transform, imported.weights)
-    names = [p.name for p in model["main"].params[len(imported.inputs):]]
+    transforms = [transform]
+    dense_layers = 0
+    if not info.is_gpu:
+        model, dense_layers = pack_dense_layers(model, microkernel(tvm_target))
+        model, transform = split_weight_transforms(model)
+        transforms.append(transform)
+    weights = list(imported.weights.values())
+    for transform in transforms:
+        weights = transform_weights(transform, weights)
+    names = _unique([p.name for p in model["main"].params[len(imported.inputs):]])
     if len(names) != len(weights):
         raise RuntimeError(f"weight transform returned {len(weights)} arrays for {len(names)} weight parameters")
-    names = _unique(names)
     t1 = time.perf_counter()
-    log(f"weights: {len(imported.weights)} in, {len(names)} prepared ({t1 - t0:.1f} s)")
+    log(f"weights: {len(imported.weights)} in, {len(names)} prepared, {dense_layers} dense layers packed "
+        f"({t1 - t0:.1f} s)")
 
-    tvm_target = info.tvm_target()
+    kernels: dict[str, str] = {}
     with tvm_target:
-        executable = tvm.compile(model, target=tvm_target, relax_pipeline=relax.get_default_pipeline(tvm_target))
+        executable = tvm.compile(model, target=tvm_target, relax_pipeline=pipeline(tvm_target, kernels))
     t2 = time.perf_counter()
-    log(f"code: built for {info.name} ({t2 - t1:.1f} s)")
-    report = {"transform_seconds": round(t1 - t0, 3), "build_seconds": round(t2 - t1, 3)}
+    unscheduled = sorted(k for k, rule in kernels.items() if rule in ("unscheduled", "Fallback"))
+    log(f"code: built for {info.name} ({t2 - t1:.1f} s); {len(kernels)} kernels"
+        + (f", without a dedicated schedule: {', '.join(unscheduled)}" if unscheduled else ""))
+    report = {"transform_seconds": round(t1 - t0, 3), "build_seconds": round(t2 - t1, 3),
+              "dense_layers_packed": dense_layers, "kernels": kernels}
     return Built(executable, dict(zip(names, weights)), imported.inputs, imported.outputs, info, report)
 
 
-def transform_weights(transform: tvm.IRModule, weights: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """Run the lifted weight transforms on this machine's CPU, whatever the target is."""
+def transform_weights(transform: tvm.IRModule, weights: list[np.ndarray]) -> list[np.ndarray]:
+    """Run lifted weight transforms on this machine's CPU, whatever the target is."""
     host = tvm.target.Target({"kind": "llvm"})
     with host:
         executable = tvm.compile(transform, target=host, relax_pipeline=relax.get_default_pipeline(host))
     vm = relax.VirtualMachine(executable, tvm.cpu())
-    out = vm[TRANSFORM]([tvm.runtime.tensor(np.ascontiguousarray(w)) for w in weights.values()])
+    out = vm[TRANSFORM]([tvm.runtime.tensor(np.asarray(w, order="C")) for w in weights])
     return [np.asarray(t.numpy()) for t in out]
 
 

@@ -50,7 +50,7 @@ def test_arm_artifacts_are_aarch64_shared_objects(target, mlp_onnx, tmp_path):
     if get_target(target).is_gpu:
         assert b"__kernel" in art.library.read_bytes()  # OpenCL C for the GPU, embedded
     else:
-        assert any(s.startswith("__tvm_ffi_") and "matmul" in s for s in symbols)
+        assert any(s.startswith("__tvm_ffi_") and "gs_dense" in s for s in symbols)  # the packed dense kernel
     with pytest.raises(TargetError, match="aarch64"):
         gearshift.Session(art)
 

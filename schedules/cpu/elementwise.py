@@ -1,0 +1,43 @@
+"""CPU rule for functions made only of injective blocks (adds, activations, reshapes, gathers).
+
+Everything that can be inlined is inlined into the last block(s); each remaining block's loops are
+fused into one, split into vector-wide chunks (vectorised) under a parallel outer loop. Small
+tensors stay on one thread: waking the pool costs more than they do.
+"""
+
+from __future__ import annotations
+
+from tvm import s_tir, tirx
+from tvm.s_tir.dlight.analysis import normalize_prim_func
+from tvm.s_tir.dlight.base.common_schedules import try_inline
+from tvm.s_tir.dlight.base.utils import get_extent
+from tvm.s_tir.dlight.cpu.base import CPUScheduleRule
+
+from gearshift.schedules.cpu.microkernel import microkernel
+
+PARALLEL_MIN_ELEMENTS = 1 << 14
+
+
+class Elementwise(CPUScheduleRule):
+    def apply(self, func: tirx.PrimFunc, target, _tunable: bool) -> s_tir.Schedule | None:
+        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
+            return None
+        sch = s_tir.Schedule(func)
+        infos = normalize_prim_func(sch)
+        if not infos or not all(b.is_injective() for b in infos):
+            return None
+        lanes = microkernel(target).lanes
+        for info in try_inline(sch, list(infos)):
+            loops = sch.get_loops(info.block_rv)
+            if not loops:
+                continue
+            fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
+            extent = get_extent(sch, fused)
+            if not isinstance(extent, int):
+                continue
+            if extent % lanes == 0 and extent >= lanes:
+                fused, vec = sch.split(fused, [None, lanes])
+                sch.vectorize(vec)
+            if extent >= PARALLEL_MIN_ELEMENTS:
+                sch.parallel(fused)
+        return sch

@@ -1,0 +1,54 @@
+"""The Relax -> library pipeline per target kind.
+
+CPU: TVM's legalisation and operator fusion, then gearshift's schedule rules on every fused kernel,
+then TVM's lowering. GPU (OpenCL): TVM's default GPU pipeline, whose DLight rules bind threads.
+`ApplyRules` records which rule scheduled each kernel, so the build report can name the kernels
+that no dedicated rule matched.
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm import relax, tirx
+from tvm.ir.transform import PassContext, module_pass
+from tvm.relax.backend.cpu_generic import pipeline as stages  # (its package does not re-export them)
+
+from gearshift.schedules.cpu import default_rules
+
+
+@module_pass(opt_level=0, name="GearshiftApplyRules")
+class ApplyRules:
+    """Schedule every PrimFunc with the first rule that matches; note which rule (or none) did."""
+
+    def __init__(self, rules: list, target, report: dict):
+        self.rules, self.target, self.report = rules, target, report
+
+    def transform_module(self, mod: tvm.IRModule, _ctx: PassContext) -> tvm.IRModule:
+        updates = {}
+        for gv, func in mod.functions_items():
+            if not isinstance(func, tirx.PrimFunc) or func.attrs.get("tirx.is_scheduled", 0) == 1:
+                continue
+            for rule in self.rules:
+                sch = rule.apply(func, self.target, False)
+                if sch is not None:
+                    updates[gv] = sch.mod["main"].with_attr("tirx.is_scheduled", True)
+                    self.report[gv.name_hint] = type(rule).__name__
+                    break
+            else:
+                self.report[gv.name_hint] = "unscheduled"
+        for gv, func in updates.items():
+            mod[gv] = func
+        return mod
+
+
+def cpu_pipeline(target, report: dict) -> tvm.transform.Pass:
+    passes = (stages.library_dispatch_passes(target) + stages.legalize_passes(target)
+              + [ApplyRules(default_rules(), target, report)]
+              + stages.dataflow_lower_passes(target) + stages.finalize_passes(target))
+    return tvm.transform.Sequential(passes, name="gearshift_cpu")
+
+
+def pipeline(target, report: dict) -> tvm.transform.Pass:
+    if target.kind.name == "llvm":
+        return cpu_pipeline(target, report)
+    return relax.get_default_pipeline(target)
