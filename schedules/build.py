@@ -59,6 +59,7 @@ def build(imported: Imported, target: str | TargetInfo = "host", log: Log = lamb
     dense_layers = 0
     if not info.is_gpu:
         model, dense_layers = pack_dense_layers(model, microkernel(tvm_target))
+        model = relax.transform.FastMathTransform()(model)  # vectorisable exp/erf/tanh (libm's are scalar)
         model, transform = split_weight_transforms(model)
         transforms.append(transform)
     weights = list(imported.weights.values())
