@@ -1,9 +1,12 @@
-"""Dense layers onto the packed-weight kernel: `matmul(x, W)` -> `packed_dense(x, pack(W))`.
+"""Dense layers onto the packed-weight kernels:
+    matmul(x, W)  -> packed_dense(x, pack(W))          (schedules/kernels/dense.py)
+    conv2d(x, W)  -> packed_conv2d(x, pack_conv(W))    (schedules/kernels/conv2d.py)
 
-Applies to every matmul whose right operand is a weight parameter of `main` (the model's weights,
-after the first weight-transform split) with static float32 shapes; activation x activation matmuls
-(Q·Kᵀ, attention·V) are left alone. `pack(W)` stays on the weight, so the next split moves it to
-compile time: the device receives packed weights and only runs the kernel.
+Applies where the weight is a weight parameter of `main` (the model's weights, after the first
+weight-transform split) and shapes are static float32; activation x activation matmuls (Q·Kᵀ,
+attention·V) are left alone, and so are convs other than NCHW/OIHW, ungrouped, undilated ones
+(depthwise and grouped convs keep TVM's kernel). `pack(W)` stays on the weight, so the next split
+moves it to compile time: the device receives packed weights and only runs the kernel.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from gearshift.schedules.cpu.microkernel import Microkernel
+from gearshift.schedules.kernels.conv2d import pack_conv_weight, packed_conv2d
 from gearshift.schedules.kernels.dense import pack_weight, packed_dense
 
 
 def pack_dense_layers(mod: tvm.IRModule, micro: Microkernel) -> tuple[tvm.IRModule, int]:
-    """Rewrite `mod["main"]`; return the module and how many matmuls were rewritten."""
+    """Rewrite `mod["main"]`; return the module and how many layers were rewritten."""
     main = mod["main"]
     weights = set(main.params[int(main.attrs["num_input"]):])
     rewriter = _PackDense(mod, weights, micro)
@@ -36,18 +40,37 @@ class _PackDense(PyExprMutator):
 
     def visit_call_(self, call: relax.Call) -> relax.Expr:
         call = super().visit_call_(call)
-        if not (isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.matmul"):
+        if not isinstance(call.op, tvm.ir.Op) or len(call.args) != 2:
             return call
         x, w = call.args
-        if w not in self.weights or not _static_f32(x) or not _static_f32(w) or len(w.ty.shape) != 2:
+        if w not in self.weights or not _static_f32(x) or not _static_f32(w):
             return call
-        if len(x.ty.shape) < 2 or call.attrs.out_dtype not in ("", "float32", None):
+        if call.op.name == "relax.matmul":
+            return self._dense(call, x, w)
+        if call.op.name == "relax.nn.conv2d":
+            return self._conv2d(call, x, w)
+        return call
+
+    def _dense(self, call: relax.Call, x: relax.Expr, w: relax.Expr) -> relax.Expr:
+        if len(w.ty.shape) != 2 or len(x.ty.shape) < 2 or call.attrs.out_dtype not in ("", "float32", None):
             return call
-        n_len = int(w.ty.shape[1])
         packed = self.builder_.emit(self.builder_.call_te(pack_weight, w, self.micro.cols,
                                                           primfunc_name_hint="gs_pack_weight"))
         self.count += 1
-        return self.builder_.call_te(packed_dense, x, packed, n_len, primfunc_name_hint="gs_dense")
+        return self.builder_.call_te(packed_dense, x, packed, int(w.ty.shape[1]), primfunc_name_hint="gs_dense")
+
+    def _conv2d(self, call: relax.Call, x: relax.Expr, w: relax.Expr) -> relax.Expr:
+        a = call.attrs
+        if (a.data_layout != "NCHW" or a.kernel_layout != "OIHW" or a.out_layout not in ("", "NCHW")
+                or int(a.groups) != 1 or any(int(d) != 1 for d in a.dilation)
+                or a.out_dtype not in ("", "float32", None) or len(x.ty.shape) != 4):
+            return call
+        co_len = int(w.ty.shape[0])
+        packed = self.builder_.emit(self.builder_.call_te(pack_conv_weight, w, self.micro.conv_cols(co_len),
+                                                          primfunc_name_hint="gs_pack_conv_weight"))
+        self.count += 1
+        return self.builder_.call_te(packed_conv2d, x, packed, co_len, tuple(int(s) for s in a.strides),
+                                     tuple(int(p) for p in a.padding), primfunc_name_hint="gs_conv2d")
 
 
 def _static_f32(expr: relax.Expr) -> bool:

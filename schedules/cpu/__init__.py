@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from tvm.s_tir import dlight
 
+from gearshift.schedules.cpu.conv2d import Conv2d
 from gearshift.schedules.cpu.elementwise import Elementwise
 from gearshift.schedules.cpu.fallback import Fallback
 from gearshift.schedules.cpu.matmul import Matmul
@@ -12,9 +13,9 @@ from gearshift.schedules.cpu.microkernel import Microkernel, microkernel
 
 
 def default_rules() -> list:
-    """Matmuls (dense and batched), GEMV, norms and softmax (dlight's CPU Reduction rule),
-    injective functions, then the fallback."""
-    return [Matmul(), dlight.cpu.GEMV(), dlight.cpu.Reduction(), Elementwise(), Fallback()]
+    """gearshift's conv2d, matmuls (dense and batched), GEMV, norms and softmax (dlight's CPU
+    Reduction rule), injective functions, then the fallback."""
+    return [Conv2d(), Matmul(), dlight.cpu.GEMV(), dlight.cpu.Reduction(), Elementwise(), Fallback()]
 
 
-__all__ = ["Elementwise", "Fallback", "Matmul", "Microkernel", "default_rules", "microkernel"]
+__all__ = ["Conv2d", "Elementwise", "Fallback", "Matmul", "Microkernel", "default_rules", "microkernel"]

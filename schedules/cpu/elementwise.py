@@ -28,16 +28,21 @@ class Elementwise(CPUScheduleRule):
             return None
         lanes = microkernel(target).lanes
         for info in try_inline(sch, list(infos)):
-            loops = sch.get_loops(info.block_rv)
-            if not loops:
-                continue
-            fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
-            extent = get_extent(sch, fused)
-            if not isinstance(extent, int):
-                continue
-            if extent % lanes == 0 and extent >= lanes:
-                fused, vec = sch.split(fused, [None, lanes])
-                sch.vectorize(vec)
-            if extent >= PARALLEL_MIN_ELEMENTS:
-                sch.parallel(fused)
+            schedule_flat(sch, info.block_rv, lanes)
         return sch
+
+
+def schedule_flat(sch: s_tir.Schedule, block, lanes: int) -> None:
+    """Fuse a block's loops into one, vectorise `lanes`-wide chunks, parallelise if large enough."""
+    loops = sch.get_loops(block)
+    if not loops:
+        return
+    fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
+    extent = get_extent(sch, fused)
+    if not isinstance(extent, int):
+        return
+    if extent % lanes == 0 and extent >= lanes:
+        fused, vec = sch.split(fused, [None, lanes])
+        sch.vectorize(vec)
+    if extent >= PARALLEL_MIN_ELEMENTS:
+        sch.parallel(fused)

@@ -36,7 +36,7 @@ class Matmul(CPUScheduleRule):
             return None
         at = reductions[0]
         matmul = infos[at]
-        if not re.fullmatch(r"S*SSR", matmul.dom_kind()) or len(sch.get(matmul.block_rv).reads) < 2:
+        if not re.fullmatch(r"S+R", matmul.dom_kind()) or len(sch.get(matmul.block_rv).reads) < 2:
             return None
         try:
             return self._schedule(sch, infos, at, microkernel(target))
@@ -52,7 +52,10 @@ class Matmul(CPUScheduleRule):
             sch.compute_inline(consumer)
         epilogue = consumers[-1] if consumers else sch.cache_write(block, 0, "global")
 
-        *batch, m, n, k = sch.get_loops(block)
+        loops = sch.get_loops(block)
+        if len(loops) == 2:  # one row: TVM drops unit loops, so m is gone
+            loops = [sch.add_unit_loop(loops[0]), *loops]
+        *batch, m, n, k = loops
         m_len, n_len = get_extent(sch, m), get_extent(sch, n)
         if not isinstance(m_len, int) or not isinstance(n_len, int):
             return None

@@ -24,6 +24,14 @@ class Microkernel:
         """Columns of B per register block: the packed weight's panel width."""
         return self.lanes * self.vectors
 
+    def conv_cols(self, channels: int) -> int:
+        """Output channels per conv register block: the widest block (at most `cols`) that divides
+        `channels`, so that no channel padding is computed; `cols` when none does."""
+        for vectors in range(self.vectors, 0, -1):
+            if channels % (vectors * self.lanes) == 0:
+                return vectors * self.lanes
+        return self.cols
+
     def rows_for(self, m: int) -> int:
         """The block's row count for a matrix of `m` rows: `rows` or the largest divisor of m below it,
         so that no row tail (and its predicate in the inner loop) is needed where avoidable."""

@@ -1,0 +1,72 @@
+"""CPU rule for gearshift's packed direct conv2d (`schedules/kernels/conv2d.py`).
+
+    parallel (image, channel panel) -> pixel block -> ci -> kh -> kw -> [pixels x vectors x lanes]
+
+The accumulators of a pixel block go back to a per-panel buffer; the epilogue (unflatten, bias,
+activation, channel crop) runs once per panel over that buffer, which is still in L2. (Running it
+per pixel block, as the matmul rule does, is wrong here: a block of flattened pixels can straddle
+two image rows, which no rectangular loop nest over [oh, ow] covers.) The input padding stage
+runs first, in parallel and vectorised.
+"""
+
+from __future__ import annotations
+
+from tvm import s_tir, tirx
+from tvm.s_tir.dlight.analysis import normalize_prim_func
+from tvm.s_tir.dlight.base.utils import get_extent
+from tvm.s_tir.dlight.cpu.base import CPUScheduleRule
+
+from gearshift.schedules.cpu.elementwise import schedule_flat
+from gearshift.schedules.cpu.microkernel import microkernel
+from gearshift.schedules.kernels.conv2d import CONV_BLOCK
+
+
+class Conv2d(CPUScheduleRule):
+    def apply(self, func: tirx.PrimFunc, target, _tunable: bool) -> s_tir.Schedule | None:
+        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
+            return None
+        sch = s_tir.Schedule(func)
+        infos = normalize_prim_func(sch)
+        names = [sch.get(b.block_rv).name_hint for b in infos] if infos else []
+        if CONV_BLOCK not in names:
+            return None
+        at = names.index(CONV_BLOCK)
+        try:
+            return self._schedule(sch, infos, at, microkernel(target))
+        except (s_tir.ScheduleError, ValueError, TypeError):
+            return None
+
+    def _schedule(self, sch, infos, at, micro) -> s_tir.Schedule:
+        block = infos[at].block_rv
+        consumers = [b.block_rv for b in infos[at + 1:]]
+        for consumer in consumers[:-1]:
+            sch.compute_inline(consumer)
+        cols = int(sch.get(block).reads[1].source.shape[-1])  # the packed weight's panel width
+        lanes = micro.lanes if cols % micro.lanes == 0 else 1
+        # TVM drops unit loops (batch 1, a 1x1 kernel): take the loops by kind, not by position.
+        kinds = infos[at].dom_kind()
+        loops = sch.get_loops(block)
+        spatial = [loop for loop, kind in zip(loops, kinds) if kind == "S"]
+        reduce = [loop for loop, kind in zip(loops, kinds) if kind == "R"]
+        if len(spatial) < 2 or not reduce or len(spatial) + len(reduce) != len(loops):
+            return None
+        *batch, co, m = spatial
+        if get_extent(sch, co) % cols:
+            return None
+        rows = micro.rows_for(get_extent(sch, m))
+        panel, vec, lane = sch.split(co, [None, cols // lanes, lanes])
+        mo, mi = sch.split(m, [None, rows])
+        sch.reorder(*batch, panel, mo, *reduce, mi, vec, lane)
+        outer = sch.fuse(*batch, panel) if batch else panel
+        sch.parallel(outer)
+        tile = sch.cache_write(block, 0, "local")
+        sch.reverse_compute_at(tile, mo)
+        sch.reverse_compute_at(consumers[-1], outer)
+        sch.unroll(mi)
+        sch.unroll(vec)
+        if lanes > 1:
+            sch.vectorize(lane)
+        sch.decompose_reduction(block, reduce[0])
+        for producer in infos[:at]:  # the input padding
+            schedule_flat(sch, producer.block_rv, micro.lanes)
+        return sch
