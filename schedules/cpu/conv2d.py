@@ -1,12 +1,13 @@
 """CPU rule for gearshift's packed direct conv2d (`schedules/kernels/conv2d.py`).
 
-    parallel (image, channel panel) -> pixel block -> ci -> kh -> kw -> [pixels x vectors x lanes]
+    parallel (image, channel panel) -> [image row] -> pixel block -> ci -> kh -> kw
+        -> [pixels x vectors x lanes] accumulators
 
-The accumulators of a pixel block go back to a per-panel buffer; the epilogue (unflatten, bias,
-activation, channel crop) runs once per panel over that buffer, which is still in L2. (Running it
-per pixel block, as the matmul rule does, is wrong here: a block of flattened pixels can straddle
-two image rows, which no rectangular loop nest over [oh, ow] covers.) The input padding stage
-runs first, in parallel and vectorised.
+Row form: the epilogue (bias, activation, crop) runs per pixel block, on the tile in registers,
+as in the matmul rule. Flattened form: a block of flattened pixels can straddle two image rows,
+which no rectangular loop nest over [oh, ow] covers, so the accumulators go back to a per-panel
+buffer and the epilogue (with the unflatten) runs once per panel, while that buffer is in L2.
+The input padding stage runs first, in parallel.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from tvm.s_tir.dlight.base.utils import get_extent
 from tvm.s_tir.dlight.cpu.base import CPUScheduleRule
 
 from gearshift.schedules.cpu.elementwise import schedule_flat
+from gearshift.schedules.cpu.matmul import _vectorize_inner
 from gearshift.schedules.cpu.microkernel import microkernel
-from gearshift.schedules.kernels.conv2d import CONV_BLOCK
+from gearshift.schedules.kernels.conv2d import CONV_BLOCK, CONV_FLAT_BLOCK
 
 
 class Conv2d(CPUScheduleRule):
@@ -28,15 +30,16 @@ class Conv2d(CPUScheduleRule):
         sch = s_tir.Schedule(func)
         infos = normalize_prim_func(sch)
         names = [sch.get(b.block_rv).name_hint for b in infos] if infos else []
-        if CONV_BLOCK not in names:
+        flat = CONV_FLAT_BLOCK in names
+        if not flat and CONV_BLOCK not in names:
             return None
-        at = names.index(CONV_BLOCK)
+        at = names.index(CONV_FLAT_BLOCK if flat else CONV_BLOCK)
         try:
-            return self._schedule(sch, infos, at, microkernel(target))
+            return self._schedule(sch, infos, at, microkernel(target), flat)
         except (s_tir.ScheduleError, ValueError, TypeError):
             return None
 
-    def _schedule(self, sch, infos, at, micro) -> s_tir.Schedule:
+    def _schedule(self, sch, infos, at, micro, flat: bool) -> s_tir.Schedule | None:
         block = infos[at].block_rv
         consumers = [b.block_rv for b in infos[at + 1:]]
         for consumer in consumers[:-1]:
@@ -48,20 +51,29 @@ class Conv2d(CPUScheduleRule):
         loops = sch.get_loops(block)
         spatial = [loop for loop, kind in zip(loops, kinds) if kind == "S"]
         reduce = [loop for loop, kind in zip(loops, kinds) if kind == "R"]
-        if len(spatial) < 2 or not reduce or len(spatial) + len(reduce) != len(loops):
+        if len(spatial) < (2 if flat else 3) or not reduce or len(spatial) + len(reduce) != len(loops):
             return None
-        *batch, co, m = spatial
+        *batch, co, pixels = spatial if flat else (*spatial[:-3], spatial[-3], spatial[-1])
+        image_row = [] if flat else [spatial[-2]]
         if get_extent(sch, co) % cols:
             return None
-        rows = micro.rows_for(get_extent(sch, m))
+        rows = micro.rows_for(get_extent(sch, pixels))
         panel, vec, lane = sch.split(co, [None, cols // lanes, lanes])
-        mo, mi = sch.split(m, [None, rows])
-        sch.reorder(*batch, panel, mo, *reduce, mi, vec, lane)
-        outer = sch.fuse(*batch, panel) if batch else panel
+        mo, mi = sch.split(pixels, [None, rows])
+        sch.reorder(*batch, panel, *image_row, mo, *reduce, mi, vec, lane)
+        parallel = [*batch, panel, *image_row]  # image rows too: more, smaller tasks balance better
+        outer = sch.fuse(*parallel) if len(parallel) > 1 else panel
         sch.parallel(outer)
-        tile = sch.cache_write(block, 0, "local")
-        sch.reverse_compute_at(tile, mo)
-        sch.reverse_compute_at(consumers[-1], outer)
+        if flat:
+            tile = sch.cache_write(block, 0, "local")
+            sch.reverse_compute_at(tile, mo)
+            sch.reverse_compute_at(consumers[-1], outer)
+        elif consumers:
+            sch.set_scope(block, 0, "local")
+            sch.reverse_compute_at(consumers[-1], mo)
+        else:
+            tile = sch.cache_write(block, 0, "local")
+            sch.reverse_compute_at(tile, mo)
         sch.unroll(mi)
         sch.unroll(vec)
         if lanes > 1:

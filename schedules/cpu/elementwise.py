@@ -33,16 +33,22 @@ class Elementwise(CPUScheduleRule):
 
 
 def schedule_flat(sch: s_tir.Schedule, block, lanes: int) -> None:
-    """Fuse a block's loops into one, vectorise `lanes`-wide chunks, parallelise if large enough."""
+    """Vectorise the innermost loop (when `lanes` divides it) and run the fused outer loops in
+    parallel (when the block is large enough). The innermost loop is kept whole: vectorising a fused
+    loop would recompute every index with div/mod per lane."""
     loops = sch.get_loops(block)
     if not loops:
         return
-    fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
-    extent = get_extent(sch, fused)
-    if not isinstance(extent, int):
+    extents = [get_extent(sch, loop) for loop in loops]
+    if not all(isinstance(e, int) for e in extents):
         return
-    if extent % lanes == 0 and extent >= lanes:
-        fused, vec = sch.split(fused, [None, lanes])
+    *outer, inner = loops
+    if extents[-1] % lanes == 0:
+        inner, vec = sch.split(inner, [None, lanes])
         sch.vectorize(vec)
-    if extent >= PARALLEL_MIN_ELEMENTS:
-        sch.parallel(fused)
+    total = 1
+    for e in extents:
+        total *= e
+    if total < PARALLEL_MIN_ELEMENTS:
+        return
+    sch.parallel(sch.fuse(*outer) if len(outer) > 1 else outer[0] if outer else inner)

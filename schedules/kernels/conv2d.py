@@ -1,19 +1,20 @@
 """Direct conv2d (NCHW) against a weight packed into output-channel panels: Wp[CO/cols, CI, KH, KW, cols].
 
-The convolution is computed as a matmul whose rows are output pixels (m = oh * OW + ow) and whose
-columns are output channels, the same register block as the dense kernel: `cols` output channels
-(vectorised) x a few pixels (broadcast loads of the input), summed over (ci, kh, kw). Pixels are
-flattened so that any image width splits into whole register blocks (14 x 14 = 196 = 49 x 4).
+The convolution is computed as a matmul whose rows are output pixels and whose columns are output
+channels, with the dense kernel's register block: `cols` output channels (vectorised) x `rows`
+pixels of one image row (broadcast loads of the input), summed over (ci, kh, kw). When `rows` does
+not divide the output width, pixels are flattened (m = oh * OW + ow) so that the image still splits
+into whole register blocks (14 x 14 = 196 = 49 x 4), and a last stage restores [N, CO, OH, OW].
 The input is zero-padded once, up front; output channels not a multiple of `cols` are padded in the
-packed weight and cropped away by the last stage, which also restores the [N, CO, OH, OW] shape.
-Packing runs at compile time, like the dense kernel's.
+packed weight and cropped away at the end. Packing runs at compile time, like the dense kernel's.
 """
 
 from __future__ import annotations
 
 from tvm import te
 
-CONV_BLOCK = "gs_conv2d"
+CONV_BLOCK = "gs_conv2d"  # [N, CO, OH, OW]: register blocks along image rows
+CONV_FLAT_BLOCK = "gs_conv2d_flat"  # [N, CO, OH * OW]: register blocks along flattened pixels
 
 
 def pack_conv_weight(w: te.Tensor, cols: int) -> te.Tensor:
@@ -27,8 +28,9 @@ def pack_conv_weight(w: te.Tensor, cols: int) -> te.Tensor:
 
 
 def packed_conv2d(x: te.Tensor, wp: te.Tensor, co_len: int, strides: tuple[int, int],
-                  padding: tuple[int, int, int, int]) -> te.Tensor:
-    """conv2d(x[N, CI, H, W], W[CO, CI, KH, KW]) with W given packed as wp; returns [N, CO, OH, OW]."""
+                  padding: tuple[int, int, int, int], rows: int) -> te.Tensor:
+    """conv2d(x[N, CI, H, W], W[CO, CI, KH, KW]) with W given packed as wp; returns [N, CO, OH, OW].
+    `rows` is the register block's pixel count (it picks the row or the flattened form)."""
     n_len, ci_len, h_len, w_len = (int(d) for d in x.shape)
     panels, _, kh_len, kw_len, cols = (int(d) for d in wp.shape)
     top, left, bottom, right = padding
@@ -45,10 +47,18 @@ def packed_conv2d(x: te.Tensor, wp: te.Tensor, co_len: int, strides: tuple[int, 
     ci = te.reduce_axis((0, ci_len), name="ci")
     kh = te.reduce_axis((0, kh_len), name="kh")
     kw = te.reduce_axis((0, kw_len), name="kw")
-    flat = te.compute(
-        (n_len, panels * cols, oh_len * ow_len),
-        lambda n, co, m: te.sum(xp[n, ci, (m // ow_len) * sh + kh, (m % ow_len) * sw + kw]
-                                * wp[co // cols, ci, kh, kw, co % cols], axis=[ci, kh, kw]),
-        name=CONV_BLOCK)
+
+    def term(n, co, oh, ow):
+        return xp[n, ci, oh * sh + kh, ow * sw + kw] * wp[co // cols, ci, kh, kw, co % cols]
+
+    if ow_len % rows == 0:
+        out = te.compute((n_len, panels * cols, oh_len, ow_len),
+                         lambda n, co, oh, ow: te.sum(term(n, co, oh, ow), axis=[ci, kh, kw]), name=CONV_BLOCK)
+        if panels * cols == co_len:
+            return out
+        return te.compute((n_len, co_len, oh_len, ow_len), lambda *i: out[i], name="gs_conv2d_crop")
+    flat = te.compute((n_len, panels * cols, oh_len * ow_len),
+                      lambda n, co, m: te.sum(term(n, co, m // ow_len, m % ow_len), axis=[ci, kh, kw]),
+                      name=CONV_FLAT_BLOCK)
     return te.compute((n_len, co_len, oh_len, ow_len), lambda n, co, h, v: flat[n, co, h * ow_len + v],
                       name="gs_conv2d_unflatten")

@@ -1,0 +1,78 @@
+"""What every benchmark script shares: peers set up alike, outputs checked, results written.
+
+Protocol (../shared/notes/benchmark-protocol.md): one process, peers interleaved, same thread count,
+3 warm-up calls then >= 20 timed calls, medians and p90, ratios against ONNX Runtime, outputs
+checked to agree before timing. ONNX Runtime runs with default graph optimisations; its thread
+pool's spin-wait is turned off, because on a 2-core machine a spinning pool steals the cores the
+next engine in the round needs (it measured no slower without it here). For the same reason torch's
+OpenMP pool waits passively and TVM's pool does not spin (both set here, before either library
+loads; import this module first).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")
+
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from gearshift.bench import machine, summarize, thread_count, time_interleaved
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def ort_session(onnx_bytes: bytes):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = thread_count()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+
+
+def compare(name: str, engines: dict, outputs: dict, reference: str = "onnxruntime", repeat: int = 20,
+            flops: int | None = None) -> dict:
+    """Check every engine's output against `reference`, then time them interleaved."""
+    ref = outputs[reference]
+    errors = {k: float(np.abs(np.asarray(v, dtype=np.float32) - ref).max()) for k, v in outputs.items()}
+    times = time_interleaved(engines, repeat=repeat)
+    stats = {k: summarize(v) for k, v in times.items()}
+    base = stats[reference]["median_ms"]
+    row = {"case": name, "engines": {}}
+    for k, s in stats.items():
+        row["engines"][k] = {**s, "ratio_vs_" + reference: s["median_ms"] / base, "max_abs_error": errors[k]}
+        if flops:
+            row["engines"][k]["gflops"] = flops / s["median_ms"] / 1e6
+    if flops:
+        row["flops"] = flops
+    return row
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def write_results(stem: str, payload: dict, markdown: str) -> tuple[Path, Path]:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **payload}
+    json_path, md_path = RESULTS / f"{stem}.json", RESULTS / f"{stem}.md"
+    json_path.write_text(json.dumps(payload, indent=2) + "\n")
+    md_path.write_text(markdown + "\n")
+    return json_path, md_path
+
+
+def table(rows: list[tuple]) -> str:
+    from gearshift.frontend.cli import format_table
+
+    return format_table([tuple(str(c) for c in r) for r in rows])
+
+
+def threads_note() -> str:
+    return f"{thread_count()} threads for every engine (TVM_NUM_THREADS={os.environ.get('TVM_NUM_THREADS')})"
