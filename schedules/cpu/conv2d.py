@@ -5,9 +5,9 @@
 
 Row form: the epilogue (bias, activation, crop) runs per pixel block, on the tile in registers,
 as in the matmul rule. Flattened form: a block of flattened pixels can straddle two image rows,
-which no rectangular loop nest over [oh, ow] covers, so the accumulators go back to a per-panel
-buffer and the epilogue (with the unflatten) runs once per panel, while that buffer is in L2.
-The input padding stage runs first, in parallel.
+which no rectangular loop nest over [oh, ow] covers (TVM's compute-at then silently computes the
+wrong region: seen at 17 x 19), so the accumulators go to a buffer and the epilogue (with the
+unflatten) runs afterwards as its own parallel pass. The input padding stage runs first, in parallel.
 """
 
 from __future__ import annotations
@@ -64,10 +64,10 @@ class Conv2d(CPUScheduleRule):
         parallel = [*batch, panel, *image_row]  # image rows too: more, smaller tasks balance better
         outer = sch.fuse(*parallel) if len(parallel) > 1 else panel
         sch.parallel(outer)
-        if flat:
+        if flat:  # epilogue stays a separate pass (see the module docstring)
             tile = sch.cache_write(block, 0, "local")
             sch.reverse_compute_at(tile, mo)
-            sch.reverse_compute_at(consumers[-1], outer)
+            schedule_flat(sch, consumers[-1], micro.lanes)
         elif consumers:
             sch.set_scope(block, 0, "local")
             sch.reverse_compute_at(consumers[-1], mo)
