@@ -14,6 +14,35 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 
+# Idle thread pools must not spin while another engine runs: on a 2-core machine a pool that
+# spin-waits after its call (torch's OpenMP, TVM's) keeps a core busy while the next engine in the
+# round runs (measured here: torch's OpenMP worker made gearshift's next call 2x slower). The
+# libraries read these when they load, and `import tvm` loads torch (and its libgomp): set them
+# before importing gearshift (`quiet_environment`), as benchmarks/common.py and `gearshift demo` do.
+QUIET_POOLS = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "0", "KMP_BLOCKTIME": "0",
+               "TVM_THREAD_POOL_SPIN_COUNT": "0"}
+
+
+def quiet_environment() -> dict[str, str]:
+    """This process's environment with QUIET_POOLS added (values the user set are kept)."""
+    return {**QUIET_POOLS, **os.environ}
+
+
+def pools_are_quiet() -> bool:
+    return all(k in os.environ for k in QUIET_POOLS)
+
+
+def ort_session(onnx_model: bytes | str):
+    """ONNX Runtime as users run it (CPU provider, default graph optimisations), with the shared
+    thread count and its pool's spin-wait off (see QUIET_POOLS)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = thread_count()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
+
+
 def time_interleaved(engines: Mapping[str, Callable[[], object]], *, warmup: int = 3,
                      repeat: int = 20) -> dict[str, list[float]]:
     """Milliseconds of `repeat` calls of each engine, after `warmup` calls of each, round-robin."""

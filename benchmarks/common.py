@@ -5,36 +5,34 @@ Protocol (../shared/notes/benchmark-protocol.md): one process, peers interleaved
 checked to agree before timing. ONNX Runtime runs with default graph optimisations; its thread
 pool's spin-wait is turned off, because on a 2-core machine a spinning pool steals the cores the
 next engine in the round needs (it measured no slower without it here). For the same reason torch's
-OpenMP pool waits passively and TVM's pool does not spin (both set here, before either library
-loads; import this module first).
+OpenMP pool waits passively and TVM's pool does not spin (gearshift_quiet.py sets them before
+either library loads; import this module first).
 """
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")
+from gearshift_quiet import QUIET  # noqa: F401  (first: the pools' environment, before any library loads)
 
 import json  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from gearshift.bench import machine, summarize, thread_count, time_interleaved
+from gearshift.bench import (  # noqa: E402
+    machine,
+    ort_session,
+    pools_are_quiet,
+    summarize,
+    thread_count,
+    time_interleaved,
+)
 
+assert pools_are_quiet(), "import benchmarks/common.py before anything that imports tvm or torch"
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def ort_session(onnx_bytes: bytes):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = thread_count()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+__all__ = ["compare", "log", "ort_session", "table", "threads_note", "write_results"]
 
 
 def compare(name: str, engines: dict, outputs: dict, reference: str = "onnxruntime", repeat: int = 20,

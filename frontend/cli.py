@@ -183,7 +183,13 @@ def _targets(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from gearshift.bench import pools_are_quiet, quiet_environment
     from gearshift.frontend.demo import run_demo
+
+    if not pools_are_quiet():  # thread pools read their settings at load: start again with them set
+        sys.stdout.flush()
+        os.execve(sys.executable, [sys.executable, "-m", "gearshift.frontend.cli", *sys.argv[1:]],
+                  quiet_environment())
 
     print(run_demo(Path(args.output), repeat=args.repeat, log=_log))
     return 0

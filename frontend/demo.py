@@ -11,14 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from gearshift.bench import machine, summarize, thread_count, time_interleaved
+from gearshift.bench import machine, ort_session, summarize, thread_count, time_interleaved
 from gearshift.schedules.build import Log
 
-BATCH, SEQ_LEN = 1, 32
+BATCH, SEQ_LEN = 1, 128
 
 
 def run_demo(out_dir: Path, repeat: int = 20, log: Log = lambda _msg: None) -> str:
-    import onnxruntime as ort
     import torch
 
     from gearshift.compiler import compile_model, save
@@ -26,7 +25,7 @@ def run_demo(out_dir: Path, repeat: int = 20, log: Log = lambda _msg: None) -> s
     from gearshift.frontend.load import export_torch
     from gearshift.runtime import Session
 
-    config = BertConfig()
+    config = BertConfig(vocab_size=8000, hidden=256, layers=4, heads=4, ffn=1024, max_positions=SEQ_LEN)
     model = tiny_bert(config)
     inputs = bert_inputs(config, batch=BATCH, seq_len=SEQ_LEN)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -42,13 +41,11 @@ def run_demo(out_dir: Path, repeat: int = 20, log: Log = lambda _msg: None) -> s
 
     threads = thread_count()
     session = Session(artifact)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    ort_session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    ort = ort_session(str(onnx_path))
     torch.set_num_threads(threads)
     torch_inputs = {k: torch.from_numpy(v) for k, v in inputs.items()}
 
-    reference = ort_session.run(None, inputs)[0]
+    reference = ort.run(None, inputs)[0]
     with torch.no_grad():
         torch_out = model(**torch_inputs).numpy()
     gear_out = session.run(inputs)["last_hidden_state"]
@@ -59,7 +56,7 @@ def run_demo(out_dir: Path, repeat: int = 20, log: Log = lambda _msg: None) -> s
     with torch.no_grad():
         times = time_interleaved({
             "gearshift": lambda: session.run(inputs),
-            "onnxruntime": lambda: ort_session.run(None, inputs),
+            "onnxruntime": lambda: ort.run(None, inputs),
             "torch": lambda: model(**torch_inputs),
         }, repeat=repeat)
     stats = {k: summarize(v) for k, v in times.items()}
@@ -73,5 +70,5 @@ def run_demo(out_dir: Path, repeat: int = 20, log: Log = lambda _msg: None) -> s
     m = machine()
     note = (f"\nmachine: {m['processor']}, {m['cores']} cores, {threads} threads; tvm {m['tvm']}, "
             f"onnxruntime {m['onnxruntime']}, torch {m['torch']}\n"
-            "A model this small is dominated by per-kernel overheads; benchmarks/ has the full-size models.")
+            "Engines timed in turn, idle thread pools not spinning; benchmarks/ has full-size models.")
     return format_table(rows) + note

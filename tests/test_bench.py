@@ -1,0 +1,25 @@
+"""The timing helpers: interleaving, statistics, and the benchmark's early environment."""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+
+from gearshift.bench import QUIET_POOLS, summarize, time_interleaved
+
+
+def test_interleaved_rounds_and_stats():
+    calls = []
+    times = time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, warmup=2, repeat=5)
+    assert calls == ["a", "b"] * 7  # warm-ups, then one call of each engine per round
+    assert [len(v) for v in times.values()] == [5, 5]
+    stats = summarize([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert stats["median_ms"] == 3.0 and 4.0 < stats["p90_ms"] < 100.0 and stats["runs"] == 5
+
+
+def test_benchmark_environment_matches_library():
+    path = pathlib.Path(__file__).parents[1] / "benchmarks" / "gearshift_quiet.py"
+    spec = importlib.util.spec_from_file_location("gearshift_quiet", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.QUIET == QUIET_POOLS
