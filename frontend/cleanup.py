@@ -107,8 +107,9 @@ def _set_input_shapes(graph: onnx.GraphProto, shapes: Mapping[str, Sequence[int]
         for axis, d in enumerate(dims):
             if not (d.HasField("dim_value") and d.dim_value > 0):
                 label = d.dim_param or "?"
+                example = ",".join(str(x.dim_value) if x.dim_value else "1" for x in dims)
                 raise InputShapeError(f"input {name!r} has a dynamic dimension {axis} ({label}); give a static shape "
-                                      f"for it (e.g. {name}={','.join('1' if not x.dim_value else str(x.dim_value) for x in dims)})")
+                                      f"for it (e.g. {name}={example})")
 
 
 def _infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:

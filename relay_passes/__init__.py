@@ -1,7 +1,10 @@
 """Graph-level passes on Relax (the card's folder keeps Relay's name; Relay is gone from TVM).
 
-Today: `clip_gathers` (no out-of-bounds reads on bad token ids) and `split_weight_transforms`, which
-moves all work on weights out of the model so it runs once, at compile time. The structure rewrites (block-sparse, pattern, circulant) will live here, one file each.
+- `clip_gathers` (safety.py): no out-of-bounds reads on bad token ids;
+- `split_weight_transforms` (weights.py): all work on weights moves out of the model, to run once
+  at compile time;
+- `pack_dense_layers` (dense_layout.py): matmul/conv2d with a weight -> gearshift's packed kernels.
+The structure rewrites (block-sparse, pattern, circulant) live here too, one file each.
 """
 
 from gearshift.relay_passes.safety import clip_gathers

@@ -12,32 +12,23 @@ unflatten) runs afterwards as its own parallel pass. The input padding stage run
 
 from __future__ import annotations
 
-from tvm import s_tir, tirx
-from tvm.s_tir.dlight.analysis import normalize_prim_func
+from tvm import s_tir
 from tvm.s_tir.dlight.base.utils import get_extent
-from tvm.s_tir.dlight.cpu.base import CPUScheduleRule
 
+from gearshift.schedules.cpu.base import Rule
 from gearshift.schedules.cpu.elementwise import schedule_flat
-from gearshift.schedules.cpu.matmul import _vectorize_inner
 from gearshift.schedules.cpu.microkernel import microkernel
 from gearshift.schedules.kernels.conv2d import CONV_BLOCK, CONV_FLAT_BLOCK
 
 
-class Conv2d(CPUScheduleRule):
-    def apply(self, func: tirx.PrimFunc, target, _tunable: bool) -> s_tir.Schedule | None:
-        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
-            return None
-        sch = s_tir.Schedule(func)
-        infos = normalize_prim_func(sch)
-        names = [sch.get(b.block_rv).name_hint for b in infos] if infos else []
+class Conv2d(Rule):
+    def schedule(self, sch: s_tir.Schedule, infos: list, target) -> s_tir.Schedule | None:
+        names = [sch.get(b.block_rv).name_hint for b in infos]
         flat = CONV_FLAT_BLOCK in names
         if not flat and CONV_BLOCK not in names:
             return None
         at = names.index(CONV_FLAT_BLOCK if flat else CONV_BLOCK)
-        try:
-            return self._schedule(sch, infos, at, microkernel(target), flat)
-        except (s_tir.ScheduleError, ValueError, TypeError):
-            return None
+        return self._schedule(sch, infos, at, microkernel(target), flat)
 
     def _schedule(self, sch, infos, at, micro, flat: bool) -> s_tir.Schedule | None:
         block = infos[at].block_rv

@@ -7,24 +7,19 @@ tensors stay on one thread: waking the pool costs more than they do.
 
 from __future__ import annotations
 
-from tvm import s_tir, tirx
-from tvm.s_tir.dlight.analysis import normalize_prim_func
+from tvm import s_tir
 from tvm.s_tir.dlight.base.common_schedules import try_inline
 from tvm.s_tir.dlight.base.utils import get_extent
-from tvm.s_tir.dlight.cpu.base import CPUScheduleRule
 
+from gearshift.schedules.cpu.base import Rule
 from gearshift.schedules.cpu.microkernel import microkernel
 
 PARALLEL_MIN_ELEMENTS = 1 << 14
 
 
-class Elementwise(CPUScheduleRule):
-    def apply(self, func: tirx.PrimFunc, target, _tunable: bool) -> s_tir.Schedule | None:
-        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
-            return None
-        sch = s_tir.Schedule(func)
-        infos = normalize_prim_func(sch)
-        if not infos or not all(b.is_injective() for b in infos):
+class Elementwise(Rule):
+    def schedule(self, sch: s_tir.Schedule, infos: list, target) -> s_tir.Schedule | None:
+        if not all(b.is_injective() for b in infos):
             return None
         lanes = microkernel(target).lanes
         for info in try_inline(sch, list(infos)):

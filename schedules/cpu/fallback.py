@@ -6,20 +6,14 @@ report names every function that ended up here, as candidates for a dedicated ru
 
 from __future__ import annotations
 
-from tvm import s_tir, tirx
-from tvm.s_tir.dlight.analysis import normalize_prim_func
+from tvm import s_tir
 from tvm.s_tir.dlight.base.utils import get_extent
-from tvm.s_tir.dlight.cpu.base import CPUScheduleRule
+
+from gearshift.schedules.cpu.base import Rule
 
 
-class Fallback(CPUScheduleRule):
-    def apply(self, func: tirx.PrimFunc, target, _tunable: bool) -> s_tir.Schedule | None:
-        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
-            return None
-        sch = s_tir.Schedule(func)
-        infos = normalize_prim_func(sch)
-        if not infos:
-            return None
+class Fallback(Rule):
+    def schedule(self, sch: s_tir.Schedule, infos: list, target) -> s_tir.Schedule | None:
         for info in infos:
             loops = sch.get_loops(info.block_rv)
             extent = get_extent(sch, loops[0]) if loops else 1

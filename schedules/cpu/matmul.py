@@ -15,22 +15,15 @@ from __future__ import annotations
 
 import re
 
-from tvm import s_tir, tirx
-from tvm.s_tir.dlight.analysis import normalize_prim_func
+from tvm import s_tir
 from tvm.s_tir.dlight.base.utils import get_extent
-from tvm.s_tir.dlight.cpu.base import CPUScheduleRule
 
+from gearshift.schedules.cpu.base import Rule
 from gearshift.schedules.cpu.microkernel import microkernel
 
 
-class Matmul(CPUScheduleRule):
-    def apply(self, func: tirx.PrimFunc, target, _tunable: bool) -> s_tir.Schedule | None:
-        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
-            return None
-        sch = s_tir.Schedule(func)
-        infos = normalize_prim_func(sch)
-        if not infos:
-            return None
+class Matmul(Rule):
+    def schedule(self, sch: s_tir.Schedule, infos: list, target) -> s_tir.Schedule | None:
         reductions = [i for i, b in enumerate(infos) if not b.is_injective()]
         if len(reductions) != 1:
             return None
@@ -38,10 +31,7 @@ class Matmul(CPUScheduleRule):
         matmul = infos[at]
         if not re.fullmatch(r"S+R", matmul.dom_kind()) or len(sch.get(matmul.block_rv).reads) < 2:
             return None
-        try:
-            return self._schedule(sch, infos, at, microkernel(target))
-        except (s_tir.ScheduleError, ValueError, TypeError):
-            return None
+        return self._schedule(sch, infos, at, microkernel(target))
 
     def _schedule(self, sch, infos, at, micro) -> s_tir.Schedule | None:
         block = infos[at].block_rv
