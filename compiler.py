@@ -10,6 +10,7 @@ from typing import Any
 
 from gearshift.frontend.importer import to_relax
 from gearshift.frontend.load import ModelLike, load
+from gearshift.relay_passes.block_sparse import SparsityPlan
 from gearshift.runtime.artifact import Artifact, write_artifact
 from gearshift.schedules.build import Built, Log, build
 from gearshift.schedules.targets import get_target
@@ -23,9 +24,13 @@ def compile_model(
     example_inputs: Sequence[Any] | Mapping[str, Any] | None = None,
     exporter: str = "legacy",
     output_names: Sequence[str] | None = None,
+    sparsity: SparsityPlan | str | None = None,
     log: Log = lambda _msg: None,
 ) -> Built:
-    """Compile `model` (see `gearshift.frontend.load` for what it may be) for `target`."""
+    """Compile `model` (see `gearshift.frontend.load` for what it may be) for `target`.
+
+    sparsity: a `SparsityPlan`, or a spec for every weight layer such as "bsr:0.8" or "bsr:0.9:16x1"
+    (see `gearshift.relay_passes.block_sparse`)."""
     info = get_target(target)  # fail on a bad name before any slow work
     t = time.perf_counter()
     proto = load(model, example_inputs, input_shapes=input_shapes, exporter=exporter,
@@ -33,7 +38,8 @@ def compile_model(
     imported = to_relax(proto)
     log(f"import: {len(proto.graph.node)} ONNX nodes after clean-up, {len(imported.weights)} weights "
         f"({time.perf_counter() - t:.1f} s)")
-    built = build(imported, info, log=log)
+    plan = SparsityPlan.parse(sparsity) if isinstance(sparsity, str) else sparsity
+    built = build(imported, info, log=log, sparsity=plan)
     built.report["import_seconds"] = round(
         time.perf_counter() - t - built.report["transform_seconds"] - built.report["build_seconds"], 3)
     return built

@@ -112,11 +112,12 @@ def export_torch(
                 buf = io.BytesIO()
                 torch.onnx.export(module, args, buf, input_names=input_names, output_names=output_names,
                                   opset_version=opset, dynamo=False)
-                return _strip_prefix(onnx.load_from_string(buf.getvalue()), "inner.")
+                proto = _strip_prefix(onnx.load_from_string(buf.getvalue()), "inner.")
+                return _restore_weight_names(proto, module)
             if exporter == "dynamo":
                 program = torch.onnx.export(module, args, kwargs=kwargs, input_names=input_names, output_names=output_names,
                                             dynamo=True, verbose=False)
-                return program.model_proto
+                return _restore_weight_names(program.model_proto, module)
         except Exception as err:
             raise GearshiftImportError(f"torch.onnx.export ({exporter}) failed: {_first_line(err)}") from err
     raise GearshiftImportError(f"unknown exporter {exporter!r}: use 'legacy' or 'dynamo'")
@@ -143,6 +144,37 @@ def _keyword_call(module: Any, names: list[str]) -> Any:
             return out.to_tuple() if hasattr(out, "to_tuple") else out
 
     return KeywordCall().eval()
+
+
+def _restore_weight_names(model: onnx.ModelProto, module: Any) -> onnx.ModelProto:
+    """Give exporter-made weight names (`onnx::MatMul_260`, `val_23`: a Linear weight transposed at
+    export) the torch parameter's name, found by value, so layers can be named as users know them."""
+    from onnx import numpy_helper
+
+    owner = {}
+    for name, p in module.named_parameters():
+        value = p.detach().cpu().numpy()
+        name = name.removeprefix("inner.")
+        owner.setdefault((value.shape, value.tobytes()), name)
+        if value.ndim == 2:
+            owner.setdefault((value.T.shape, np.ascontiguousarray(value.T).tobytes()), name)
+    names = {init.name for init in model.graph.initializer}
+    renames = {}
+    for init in model.graph.initializer:
+        if init.name in owner.values():
+            continue
+        value = numpy_helper.to_array(init)
+        new = owner.get((value.shape, value.tobytes()))
+        if new is not None and new not in names and new not in renames.values():
+            renames[init.name] = new
+    graph = model.graph
+    for init in graph.initializer:
+        init.name = renames.get(init.name, init.name)
+    for node in graph.node:
+        node.input[:] = [renames.get(i, i) for i in node.input]
+    for vi in list(graph.input) + list(graph.value_info):
+        vi.name = renames.get(vi.name, vi.name)
+    return model
 
 
 def _strip_prefix(model: onnx.ModelProto, prefix: str) -> onnx.ModelProto:

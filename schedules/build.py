@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import tvm
 from tvm import relax
 
+from gearshift.errors import TargetError
 from gearshift.frontend.importer import Imported
+from gearshift.relay_passes.block_sparse import SparsityPlan, block_sparsify
 from gearshift.relay_passes import clip_gathers, split_weight_transforms
 from gearshift.relay_passes.dense_layout import pack_dense_layers
-from gearshift.relay_passes.weights import TRANSFORM
+from gearshift.relay_passes.weights import TRANSFORM, lifted_names
 from gearshift.schedules.cpu.microkernel import microkernel
 from gearshift.schedules.pipeline import pipeline
 from gearshift.schedules.targets import TargetInfo, get_target
@@ -49,23 +51,31 @@ class Built:
             self.executable.export_library(str(path))
 
 
-def build(imported: Imported, target: str | TargetInfo = "host", log: Log = lambda _msg: None) -> Built:
-    """Compile `imported` for `target` (a name from `gearshift.schedules.target_names()` or a TargetInfo)."""
+def build(imported: Imported, target: str | TargetInfo = "host", log: Log = lambda _msg: None,
+          sparsity: SparsityPlan | None = None) -> Built:
+    """Compile `imported` for `target` (a name from `gearshift.schedules.target_names()` or a TargetInfo),
+    rewriting weight layers as `sparsity` says (see `gearshift.relay_passes.block_sparse`)."""
     info = get_target(target) if isinstance(target, str) else target
     tvm_target = info.tvm_target()
     t0 = time.perf_counter()
     model, transform = split_weight_transforms(clip_gathers(imported.mod))
-    transforms = [transform]
+    weights = transform_weights(transform, list(imported.weights.values()))
+    names = lifted_names(transform, list(imported.weights))
+    layers: list = []
     dense_layers = 0
+    if sparsity is not None and sparsity.active and info.is_gpu:
+        raise TargetError(f"block-sparse kernels exist for CPU targets only; {info.name} is a GPU target")
     if not info.is_gpu:
-        model, dense_layers = pack_dense_layers(model, microkernel(tvm_target))
+        micro = microkernel(tvm_target)
+        if sparsity is not None and sparsity.active:
+            model, weights, names, layers = block_sparsify(model, weights, names, sparsity, micro, log)
+            log_layers(layers, log)
+        model, dense_layers = pack_dense_layers(model, micro)
         model = relax.transform.FastMathTransform()(model)  # vectorisable exp/erf/tanh (libm's are scalar)
         model, transform = split_weight_transforms(model)
-        transforms.append(transform)
-    weights = list(imported.weights.values())
-    for transform in transforms:
         weights = transform_weights(transform, weights)
-    names = _unique([p.name for p in model["main"].params[len(imported.inputs):]])
+        names = lifted_names(transform, names)
+    names = _unique(names)
     if len(names) != len(weights):
         raise RuntimeError(f"weight transform returned {len(weights)} arrays for {len(names)} weight parameters")
     t1 = time.perf_counter()
@@ -80,7 +90,8 @@ def build(imported: Imported, target: str | TargetInfo = "host", log: Log = lamb
     log(f"code: built for {info.name} ({t2 - t1:.1f} s); {len(kernels)} kernels"
         + (f", without a dedicated schedule: {', '.join(unscheduled)}" if unscheduled else ""))
     report = {"transform_seconds": round(t1 - t0, 3), "build_seconds": round(t2 - t1, 3),
-              "dense_layers_packed": dense_layers, "kernels": kernels}
+              "dense_layers_packed": dense_layers, "kernels": kernels,
+              "sparse_layers": [asdict(layer) for layer in layers]}
     return Built(executable, dict(zip(names, weights)), imported.inputs, imported.outputs, info, report)
 
 
@@ -92,6 +103,20 @@ def transform_weights(transform: tvm.IRModule, weights: list[np.ndarray]) -> lis
     vm = relax.VirtualMachine(executable, tvm.cpu())
     out = vm[TRANSFORM]([tvm.runtime.tensor(np.asarray(w, order="C")) for w in weights])
     return [np.asarray(t.numpy()) for t in out]
+
+
+def log_layers(layers: list, log: Log) -> None:
+    for layer in layers:
+        if layer.decision == "bsr":
+            log(f"  {layer.name}: bsr {layer.block}, density {layer.density:.2f}, "
+                f"{layer.dense_bytes / 1e6:.2f} -> {layer.packed_bytes / 1e6:.2f} MB, check error {layer.check_error:.1e}")
+        else:
+            log(f"  {layer.name}: dense ({layer.why})")
+    sparse = [layer for layer in layers if layer.decision == "bsr"]
+    if layers:
+        dense_mb = sum(layer.dense_bytes for layer in layers) / 1e6
+        packed_mb = sum(layer.packed_bytes for layer in layers) / 1e6
+        log(f"block-sparse: {len(sparse)} of {len(layers)} layers; weights {dense_mb:.2f} -> {packed_mb:.2f} MB")
 
 
 def _unique(names: list[str]) -> list[str]:

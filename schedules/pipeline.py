@@ -26,7 +26,10 @@ class ApplyRules:
     def transform_module(self, mod: tvm.IRModule, _ctx: PassContext) -> tvm.IRModule:
         updates = {}
         for gv, func in mod.functions_items():
-            if not isinstance(func, tirx.PrimFunc) or func.attrs.get("tirx.is_scheduled", 0) == 1:
+            if not isinstance(func, tirx.PrimFunc):
+                continue
+            if func.attrs.get("tirx.is_scheduled", 0) == 1:  # written scheduled (the BSR kernels)
+                self.report[gv.name_hint] = "written scheduled"
                 continue
             for rule in self.rules:
                 sch = rule.apply(func, self.target, False)

@@ -1,0 +1,352 @@
+"""BlockSparsify: dense layers -> block-sparse (BSR) kernels.  This is where a dense layer becomes
+a sparse one.
+
+For every `matmul(x, W)` of `main` whose W is a weight parameter (Gemm/MatMul/3-D matmul: the
+Q/K/V/out/FFN projections; never an activation x activation matmul such as Q·Kᵀ), the plan says
+what the layer becomes (`SparsityPlan`, from `--sparsity` and `--layer-sparsity`):
+  - dense: untouched;
+  - bsr with a sparsity: Wᵀ is projected onto r x c blocks (the blocks of largest L2 norm are kept);
+  - bsr without one: the zeros already in W are used (a model pruned in training), if they form blocks.
+The block shape is the user's, or the one the cost model predicts fastest among `CANDIDATES`; a layer
+stays dense (with its pruned weights, so the model computes the same function) where the cost model
+says sparse would not be faster, or where its shape does not divide into blocks. Every rewritten
+layer is checked numerically against x @ W_pruned on this machine; a layer off by more than the
+tolerance falls back to dense with a warning. A following `add` of a bias vector is fused.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import tvm
+from tvm import relax
+from tvm.relax.expr_functor import PyExprMutator, mutator
+
+from gearshift.errors import InputError
+from gearshift.frontend.inventory import detect_blocks
+from gearshift.schedules.cpu.microkernel import Microkernel
+from gearshift.schedules.kernels.bsr import bsr_matmul, project, to_bsr
+
+CANDIDATES = ((16, 1), (8, 1), (4, 4), (1, 16), (1, 4))
+FORMS = ("baked", "runtime")
+CHECK_ATOL, CHECK_RTOL = 1e-4, 1e-3
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    kind: str  # "dense" or "bsr"
+    sparsity: float | None = None  # None: keep the zeros W already has
+    block: tuple[int, int] | None = None  # None: the cost model chooses
+
+    def __str__(self) -> str:
+        if self.kind == "dense":
+            return "dense"
+        parts = ["bsr"] + ([f"{self.sparsity:g}"] if self.sparsity is not None else [])
+        if self.block:
+            parts += [f"{self.block[0]}x{self.block[1]}"] if self.sparsity is not None else ["", f"{self.block[0]}x{self.block[1]}"]
+        return ":".join(parts)
+
+
+def parse_spec(text: str) -> LayerSpec:
+    """`dense`, `bsr` (use existing zeros), `bsr:0.8` (80 % of blocks zero), `bsr:0.8:16x1`, `bsr::16x1`."""
+    parts = text.strip().lower().split(":")
+    if parts == ["dense"]:
+        return LayerSpec("dense")
+    if parts[0] != "bsr" or len(parts) > 3:
+        raise InputError(f"bad sparsity spec {text!r}: expected dense, bsr, bsr:SPARSITY or bsr:SPARSITY:RxC "
+                         f"(e.g. bsr:0.8:16x1)")
+    sparsity = None
+    if len(parts) > 1 and parts[1]:
+        try:
+            sparsity = float(parts[1])
+        except ValueError:
+            raise InputError(f"bad sparsity {parts[1]!r} in {text!r}: a fraction of zero blocks, e.g. 0.8") from None
+        if not 0.0 <= sparsity < 1.0:
+            raise InputError(f"sparsity {sparsity} in {text!r} must be in [0, 1)")
+    block = None
+    if len(parts) > 2:
+        m = re.fullmatch(r"(\d+)x(\d+)", parts[2])
+        if not m or int(m[1]) < 1 or int(m[2]) < 1:
+            raise InputError(f"bad block shape {parts[2]!r} in {text!r}: expected RxC, e.g. 16x1")
+        block = (int(m[1]), int(m[2]))
+    return LayerSpec("bsr", sparsity, block)
+
+
+@dataclass
+class SparsityPlan:
+    """What each weight-carrying layer becomes, by its weight's name (first matching override wins)."""
+
+    default: LayerSpec = field(default_factory=lambda: LayerSpec("dense"))
+    overrides: list[tuple[re.Pattern, LayerSpec]] = field(default_factory=list)
+    form: str = "baked"
+
+    @classmethod
+    def parse(cls, default: str | None = None, overrides: Sequence[str] = (), form: str = "baked") -> SparsityPlan:
+        if form not in FORMS:
+            raise InputError(f"unknown sparse form {form!r}: use {' or '.join(FORMS)}")
+        rules = []
+        for item in overrides:
+            pattern, sep, spec = item.rpartition("=")
+            if not sep or not pattern:
+                raise InputError(f"bad layer override {item!r}: expected REGEX=SPEC, e.g. 'intermediate=bsr:0.9:16x1'")
+            try:
+                rules.append((re.compile(pattern), parse_spec(spec)))
+            except re.error as err:
+                raise InputError(f"bad regular expression {pattern!r} in {item!r}: {err}") from None
+        return cls(parse_spec(default) if default else LayerSpec("dense"), rules, form)
+
+    def for_layer(self, name: str) -> LayerSpec:
+        for pattern, spec in self.overrides:
+            if pattern.search(name):
+                return spec
+        return self.default
+
+    @property
+    def active(self) -> bool:
+        return self.default.kind != "dense" or any(s.kind != "dense" for _, s in self.overrides)
+
+
+# -- cost model -------------------------------------------------------------------------------
+# Time in units of one vector FMA at full rate. Dense: the packed GEMM reaches ~80 % of peak here.
+# BSR: every stored block column costs ceil(r / lanes) vector FMAs per activation row, at ~50 % of
+# peak (one index and `rows` broadcasts per block), plus a per-block overhead per register block.
+DENSE_EFFICIENCY, SPARSE_EFFICIENCY, BLOCK_OVERHEAD = 0.8, 0.5, 2.0
+
+
+def dense_cost(m: int, k: int, n: int, micro: Microkernel) -> float:
+    return m * k * math.ceil(n / micro.lanes) / DENSE_EFFICIENCY
+
+
+def sparse_cost(m: int, r: int, c: int, nnz: int, micro: Microkernel) -> float:
+    rows = bsr_rows(m, r, micro)
+    return m * nnz * c * math.ceil(r / micro.lanes) / SPARSE_EFFICIENCY + (m / rows) * nnz * BLOCK_OVERHEAD
+
+
+def bsr_rows(m: int, r: int, micro: Microkernel) -> int:
+    """Activation rows per register block: as many as the accumulator budget allows, dividing m."""
+    budget = micro.rows * micro.vectors  # accumulator registers of the dense microkernel
+    rows = max(1, min(micro.rows, budget // max(1, math.ceil(r / micro.lanes))))
+    while m % rows:
+        rows -= 1
+    return rows
+
+
+# -- the pass ---------------------------------------------------------------------------------
+@dataclass
+class LayerReport:
+    name: str
+    shape: tuple[int, int]  # [K, N]
+    decision: str  # "bsr" or "dense"
+    why: str
+    block: str | None = None
+    density: float = 1.0  # fraction of blocks kept
+    nnz_blocks: int = 0
+    dense_bytes: int = 0
+    packed_bytes: int = 0
+    predicted_speedup: float = 1.0
+    check_error: float | None = None
+
+
+def block_sparsify(mod: tvm.IRModule, weights: list[np.ndarray], names: list[str], plan: SparsityPlan,
+                   micro: Microkernel, log: Log = lambda _m: None
+                   ) -> tuple[tvm.IRModule, list[np.ndarray], list[str], list[LayerReport]]:
+    """Rewrite `mod["main"]` (weights, names: its weight parameters' values and names, in order).
+    Returns the module, the new weights and names (in the new parameter order) and a report per
+    candidate layer."""
+    main = mod["main"]
+    num_input = int(main.attrs["num_input"])
+    params = list(main.params[num_input:])
+    values = dict(zip(params, weights))
+    rewriter = _BlockSparsify(mod, values, dict(zip(params, names)), _biases(main, values), plan, micro, log)
+    new_main = rewriter.visit_expr(main)
+    used = set(relax.analysis.free_vars(new_main.body))
+    kept = [p for p in params if p in used]
+    new_params = list(main.params[:num_input]) + kept + [v for v, _ in rewriter.new_weights]
+    func = relax.Function(new_params, new_main.body, new_main.ret_ty, main.is_pure, main.attrs)
+    builder = rewriter.builder_
+    builder.update_func(builder.get().get_global_var("main"), func)
+    new_weights = [rewriter.values[p] for p in kept] + [w for _, w in rewriter.new_weights]
+    new_names = [rewriter.names[p] for p in kept] + [v.name for v, _ in rewriter.new_weights]
+    return builder.get(), new_weights, new_names, rewriter.reports
+
+
+def _biases(main: relax.Function, values: dict) -> dict:
+    """matmul var -> bias weight, for `add(matmul(x, W), b)` where the add is the matmul's only use."""
+    bindings = [b for block in main.body.blocks for b in block.bindings]
+    uses: dict = {}
+    for b in bindings:
+        for v in relax.analysis.free_vars(b.value):
+            uses[v] = uses.get(v, 0) + 1
+    producers = {b.var: b.value for b in bindings}
+    out = {}
+    for b in bindings:
+        if not _is_op(b.value, "relax.add"):
+            continue
+        mm, bias = b.value.args
+        producer = producers.get(mm)
+        if (producer is not None and _is_op(producer, "relax.matmul") and producer.args[1] in values
+                and bias in values and uses.get(mm) == 1 and _bias_fits(bias, producer)):
+            out[mm] = bias
+    return out
+
+
+@mutator
+class _BlockSparsify(PyExprMutator):
+    def __init__(self, mod, values: dict, names: dict, biases: dict, plan: SparsityPlan, micro: Microkernel,
+                 log: Log):
+        super().__init__(mod)
+        self.values, self.names, self.biases, self.plan, self.micro, self.log = values, names, biases, plan, micro, log
+        self.new_weights: list[tuple[relax.Var, np.ndarray]] = []
+        self.reports: list[LayerReport] = []
+        self.bias_done: set = set()  # matmul vars whose kernel added the bias
+        self.current = None  # the var of the binding being visited
+
+    def visit_var_binding_(self, binding: relax.VarBinding) -> None:
+        self.current = binding.var
+        super().visit_var_binding_(binding)
+
+    def visit_call_(self, call: relax.Call) -> relax.Expr:
+        if _is_op(call, "relax.add") and call.args[0] in self.bias_done:
+            return self.visit_expr(call.args[0])  # the kernel already added this bias
+        var = self.current
+        new = super().visit_call_(call)
+        if not _is_op(call, "relax.matmul"):
+            return new
+        x, w = call.args
+        if w not in self.values or not _static_f32(x) or len(w.ty.shape) != 2 or len(x.ty.shape) < 2:
+            return new
+        return self._rewrite(var, new, x, w)
+
+    def _rewrite(self, var, new, x, w) -> relax.Expr:
+        name = self.names[w]
+        spec = self.plan.for_layer(name)
+        if spec.kind == "dense":
+            return new
+        weight = self.values[w]
+        k, n = weight.shape
+        m = int(np.prod(_dims(x)[:-1]))
+        report = LayerReport(name, (k, n), "dense", "", dense_bytes=weight.nbytes, packed_bytes=weight.nbytes)
+        self.reports.append(report)
+        choice = self._choose(spec, weight.T, m, report)
+        if choice is None:
+            return new
+        (r, c), pruned_t = choice
+        self.values[w] = np.ascontiguousarray(pruned_t.T)  # a layer left dense still computes the pruned function
+        data, indices, indptr = to_bsr(pruned_t, r, c)
+        predicted = dense_cost(m, k, n, self.micro) / sparse_cost(m, r, c, len(indices), self.micro)
+        report.block, report.density = f"{r}x{c}", len(indices) / ((n // r) * (k // c))
+        report.nnz_blocks, report.predicted_speedup = len(indices), round(predicted, 2)
+        if predicted <= 1.0:
+            report.why = f"cost model: {r}x{c} at density {report.density:.2f} predicted {predicted:.2f}x of dense"
+            return new
+        bias_param = self.biases.get(var)
+        bias = self.values[bias_param] if bias_param is not None else np.zeros(n, np.float32)
+        sizes = (m, k, n, r, c, len(indices), bsr_rows(m, r, self.micro))
+        kernel = bsr_matmul(*sizes)
+        error = check_kernel(sizes, pruned_t.T, bias, (data, indices, indptr))
+        report.check_error = error
+        if not error <= CHECK_ATOL + CHECK_RTOL:  # relative to the outputs' magnitude (see check_kernel)
+            report.why = f"numerical check failed (error {error:.2e}); kept dense"
+            self.log(f"warning: {name}: block-sparse kernel off by {error:.2e}; layer kept dense")
+            return new
+        if bias_param is not None:
+            self.bias_done.add(var)
+        report.decision, report.why = "bsr", spec_reason(spec)
+        report.packed_bytes = data.nbytes + indices.nbytes + indptr.nbytes
+        return self._emit(name, x, kernel, data, indices, indptr, bias_param, m, k, n)
+
+    def _choose(self, spec: LayerSpec, wt: np.ndarray, m: int, report: LayerReport):
+        n, k = wt.shape
+        if spec.sparsity is None:  # use the zeros the weight already has
+            found, _ = detect_blocks(wt)
+            if found is None or found == "unstructured":
+                report.why = "no block structure in the weight (give a sparsity to project onto blocks)"
+                return None
+            shapes = [spec.block] if spec.block else [tuple(int(v) for v in found.split("x"))]
+        else:
+            shapes = [spec.block] if spec.block else list(CANDIDATES)
+        fitting = [(r, c) for r, c in shapes if n % r == 0 and k % c == 0]
+        if not fitting:
+            report.why = f"[N={n}, K={k}] does not divide into {' or '.join(f'{r}x{c}' for r, c in shapes)} blocks"
+            return None
+        best = None
+        for r, c in fitting:
+            pruned = wt if spec.sparsity is None else project(wt, r, c, spec.sparsity)
+            nnz = int((np.abs(pruned.reshape(n // r, r, k // c, c)).sum(axis=(1, 3)) != 0).sum())
+            cost = sparse_cost(m, r, c, max(nnz, 1), self.micro)
+            if best is None or cost < best[0]:
+                best = (cost, (r, c), pruned)
+        return best[1], best[2]
+
+    def _emit(self, name, x, kernel, data, indices, indptr, bias_param, m, k, n) -> relax.Expr:
+        bb = self.builder_
+        x_new = self.visit_expr(x)
+        x2 = bb.emit(relax.op.reshape(x_new, (m, k))) if len(x.ty.shape) != 2 else x_new
+        data_var = self._weight(f"{name}.bsr_data", data)
+        if self.plan.form == "runtime":
+            structure = [self._weight(f"{name}.bsr_indices", indices), self._weight(f"{name}.bsr_indptr", indptr)]
+        else:
+            structure = [relax.const(indices), relax.const(indptr)]
+        bias = self.visit_expr(bias_param) if bias_param is not None else relax.const(np.zeros(n, np.float32))
+        gv = bb.add_func(kernel, "gs_bsr_matmul")
+        out = relax.call_tir(gv, [x2, data_var, *structure, bias], relax.TensorType((m, n), "float32"))
+        if len(x.ty.shape) != 2:
+            out = relax.op.reshape(bb.emit(out), [*_dims(x)[:-1], n])
+        return out
+
+    def _weight(self, name: str, value: np.ndarray) -> relax.Var:
+        var = relax.Var(name, relax.TensorType(value.shape, str(value.dtype)))
+        self.new_weights.append((var, value))
+        return var
+
+
+def spec_reason(spec: LayerSpec) -> str:
+    if spec.sparsity is None:
+        return "existing block zeros"
+    return f"projected to sparsity {spec.sparsity:g}" + (" (block shape given)" if spec.block else " (block shape by cost model)")
+
+
+@functools.lru_cache(maxsize=64)
+def _host_kernel(m: int, k: int, n: int, r: int, c: int, nnz: int, rows: int):
+    kernel = bsr_matmul(m, k, n, r, c, nnz, rows).with_attr("global_symbol", "main")
+    return tvm.compile(tvm.IRModule({"main": kernel}), target=tvm.target.Target({"kind": "llvm"}))
+
+
+def check_kernel(sizes: tuple, w: np.ndarray, bias: np.ndarray, arrays) -> float:
+    """Build the kernel of `sizes` (bsr_matmul's arguments) for this machine and run it on random
+    activations: max |error| / max(1, max |reference|), the reference computed in float64."""
+    m, k = sizes[0], sizes[1]
+    x = np.random.default_rng(0).standard_normal((m, k)).astype(np.float32)
+    expected = x.astype(np.float64) @ w.astype(np.float64) + bias
+    out = tvm.runtime.tensor(np.zeros(expected.shape, np.float32))
+    _host_kernel(*sizes)(tvm.runtime.tensor(x), *(tvm.runtime.tensor(a) for a in arrays),
+                         tvm.runtime.tensor(bias.astype(np.float32)), out)
+    return float(np.abs(out.numpy() - expected).max() / max(1.0, np.abs(expected).max()))
+
+
+def _dims(expr: relax.Expr) -> list[int]:
+    return [int(d) for d in expr.ty.shape.values]
+
+
+def _is_op(expr, name: str) -> bool:
+    return isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) and expr.op.name == name
+
+
+def _bias_fits(b: relax.Var, matmul: relax.Call) -> bool:
+    w = matmul.args[1]
+    return (isinstance(b.ty, relax.TensorType) and b.ty.shape is not None and len(b.ty.shape) == 1
+            and isinstance(w.ty, relax.TensorType) and len(w.ty.shape) == 2
+            and int(b.ty.shape[0]) == int(w.ty.shape[1]))
+
+
+def _static_f32(expr: relax.Expr) -> bool:
+    ty = expr.ty
+    return (isinstance(ty, relax.TensorType) and ty.dtype == "float32" and ty.shape is not None
+            and all(isinstance(d, tvm.tirx.IntImm) for d in ty.shape.values))
