@@ -36,7 +36,33 @@ def clean(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]]) -> 
     fold_constants(out)
     out = _infer_shapes(out)
     check_supported(out)
+    _name_anonymous_weights(out.graph)
     return out
+
+
+def _name_anonymous_weights(graph: onnx.GraphProto) -> None:
+    """Exporters name some weights `onnx::MatMul_468`; name them after the node that uses them
+    (`/layers.0/intermediate/MatMul` -> `layers.0.intermediate.MatMul.weight`), so layers can be
+    told apart and matched by name (`--layer-sparsity`)."""
+    users: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for i in node.input:
+            users.setdefault(i, []).append(node)
+    taken = {init.name for init in graph.initializer}
+    renames = {}
+    for init in graph.initializer:
+        nodes = users.get(init.name, [])
+        if not init.name.startswith("onnx::") or len(nodes) != 1 or not nodes[0].name:
+            continue
+        slot = list(nodes[0].input).index(init.name)
+        new = nodes[0].name.strip("/").replace("/", ".") + (".weight" if slot == 1 else ".bias" if slot == 2 else f".in{slot}")
+        if new not in taken:
+            renames[init.name] = new
+            taken.add(new)
+    for init in graph.initializer:
+        init.name = renames.get(init.name, init.name)
+    for node in graph.node:
+        node.input[:] = [renames.get(i, i) for i in node.input]
 
 
 def graph_inputs(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:

@@ -2,6 +2,7 @@
 
     gearshift inspect MODEL [--input-shape NAME=1,128 ...] [--json]
     gearshift compile MODEL --target T -o DIR [--input-shape ...] [--name N] [--force]
+                      [--sparsity SPEC] [--layer-sparsity REGEX=SPEC ...] [--sparse-form baked|runtime]
     gearshift run DIR --inputs in.npz [-o out.npz] [--repeat N] [--json]
     gearshift targets
     gearshift demo [--repeat N]
@@ -54,6 +55,15 @@ def _parser() -> argparse.ArgumentParser:
     com.add_argument("--output", "-o", required=True, help="the artifact directory to write")
     com.add_argument("--name", help="the model's name in the manifest (default: the file's stem)")
     com.add_argument("--force", action="store_true", help="replace an existing artifact directory")
+    com.add_argument("--sparsity", metavar="SPEC",
+                     help="what every weight layer becomes: dense, bsr (keep the zeros it has), bsr:0.8 "
+                          "(80%% of blocks zero, block shape by cost model), bsr:0.8:16x1")
+    com.add_argument("--layer-sparsity", action="append", default=[], metavar="REGEX=SPEC",
+                     help="override --sparsity for layers whose weight name matches REGEX (repeatable; "
+                          "first match wins), e.g. 'attention=dense' or 'intermediate=bsr:0.9:16x1'")
+    com.add_argument("--sparse-form", choices=["baked", "runtime"], default="baked",
+                     help="block structure as constants in the code (baked, default) or as runtime weight "
+                          "arrays (runtime: one executable for several pattern sets of equal size)")
     _shape_option(com)
     com.set_defaults(handler=_compile)
 
@@ -124,7 +134,11 @@ def _compile(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.exists() and not args.force:
         raise InputError(f"{out} exists; pass --force to replace it")
-    built = compile_model(args.model, args.target, input_shapes=parse_input_shapes(args.input_shape), log=_log)
+    from gearshift.relay_passes.block_sparse import SparsityPlan
+
+    plan = SparsityPlan.parse(args.sparsity, args.layer_sparsity, args.sparse_form)
+    built = compile_model(args.model, args.target, input_shapes=parse_input_shapes(args.input_shape),
+                          sparsity=plan, log=_log)
     art = save(built, out, name=args.name or Path(args.model).stem, overwrite=args.force)
     size = sum(f["bytes"] for f in art.manifest["files"].values())
     _log(f"wrote {out} ({size / 1e6:.2f} MB, target {built.target.name})")

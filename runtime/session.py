@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,7 +33,7 @@ class Session:
             raise TargetError(f"{self.artifact.path} targets {target.get('name')}, a GPU this runtime cannot drive here")
         self._device = tvm.cpu()
         try:
-            lib = tvm.runtime.load_module(str(self.artifact.library))
+            lib = tvm.runtime.load_module(str(_content_addressed(self.artifact)))
         except Exception as err:
             raise ArtifactError(f"{self.artifact.library}: cannot be loaded ({str(err).strip().splitlines()[-1]})") from None
         self._vm = relax.VirtualMachine(lib, self._device)
@@ -71,10 +73,27 @@ class Session:
         return self._main(*args, *self._weights)
 
 
+def _content_addressed(artifact: Artifact) -> Path:
+    """The library under a name derived from its sha256. dlopen hands back an already-loaded library
+    for a path it has seen, even if the file changed since: an artifact rewritten in place (or two
+    artifacts at one path) would otherwise run the old code in this process."""
+    digest = artifact.manifest["files"]["lib.so"]["sha256"]
+    cache = Path(tempfile.gettempdir()) / f"gearshift-{os.getuid()}"
+    cache.mkdir(mode=0o700, exist_ok=True)
+    path = cache / f"{digest}.so"
+    if not path.exists():
+        tmp = cache / f".{digest}.{os.getpid()}.tmp"
+        shutil.copyfile(artifact.library, tmp)
+        os.replace(tmp, path)
+    return path
+
+
 def _as_list(out) -> list[np.ndarray]:
+    """Outputs as numpy arrays without a copy: each array keeps its TVM tensor (a fresh one per call)
+    alive, so a later run never overwrites an output already returned."""
     if hasattr(out, "numpy"):
-        return [out.numpy()]
-    return [o.numpy() for o in out]
+        return [np.from_dlpack(out)]
+    return [np.from_dlpack(o) for o in out]
 
 
 def run_artifact(path: str | Path, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -135,3 +135,25 @@ def test_run_inputs_are_checked(artifact_dir):
         session.run({})
     with pytest.raises(gearshift.InputError, match="expected dtype float32"):
         session.run({"x": np.zeros((3, 64), np.complex64)})
+
+
+def test_outputs_survive_later_runs(artifact_dir, mlp_case):
+    """Outputs are handed out without a copy; a later run must not overwrite them."""
+    session = gearshift.Session(artifact_dir)
+    x = mlp_case[1]["x"]
+    first = session.run({"x": x})["y"]
+    kept = first.copy()
+    for _ in range(3):
+        session.run({"x": -x})
+    np.testing.assert_array_equal(first, kept)
+
+
+def test_rewritten_artifact_is_reloaded(built, tmp_path, mlp_case):
+    """Two different libraries at one path in one process: the second is the one that runs."""
+    import gearshift.frontend.examples as ex
+
+    path = tmp_path / "same"
+    first = gearshift.Session(gearshift.save(built, path)).run(mlp_case[1])["y"]
+    other = gearshift.compile_model(ex.mlp((64, 32, 40), seed=5), "host", example_inputs=mlp_case[1])
+    second = gearshift.Session(gearshift.save(other, path, overwrite=True)).run(mlp_case[1])
+    assert not np.allclose(first, next(iter(second.values())))

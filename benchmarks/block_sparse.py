@@ -1,0 +1,156 @@
+"""Block-sparse layers against dense peers on the same pruned matrices.
+
+Kernels (fp32, M = 128 activation rows, a bias added; BERT-base FFN shapes):
+  gearshift BSR vs ONNX Runtime dense, gearshift dense, torch dense, torch BSR (MKL, 16x16 blocks
+  at the same density: torch rejects non-square blocks), at 90/80/50 % block sparsity (16x1) and
+  90 % with 4x4 blocks.                 bars: >= 6x ORT at 90 %, >= 3.5x at 80 %, >= 3x for 4x4 at 90 %,
+                                              never slower than gearshift dense at 50 %
+End to end: the 4-layer BERT-base-shaped encoder, every linear layer at 80 % 16x1 block sparsity,
+  against ONNX Runtime on the same pruned ONNX.                               bar: >= 2.5x ORT
+Writes benchmarks/results/block_sparse.{json,md}.
+
+    python benchmarks/block_sparse.py [--repeat 20] [--skip-model]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from common import compare, log, ort_session, table, threads_note, write_results  # first: sets thread env
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+import gearshift
+from gearshift.bench import thread_count
+from gearshift.frontend.examples import BertConfig, bert_inputs, tiny_bert
+from gearshift.frontend.load import export_torch
+from gearshift.schedules.kernels.bsr import project
+
+M = 128
+KERNELS = [  # (K, N, sparsity, block)
+    (768, 3072, 0.9, (16, 1)), (3072, 768, 0.9, (16, 1)),
+    (768, 3072, 0.8, (16, 1)), (3072, 768, 0.8, (16, 1)),
+    (768, 3072, 0.5, (16, 1)), (3072, 768, 0.5, (16, 1)),
+    (768, 3072, 0.9, (4, 4)), (3072, 768, 0.9, (4, 4)),
+]
+
+
+def matmul_model(w: np.ndarray, b: np.ndarray) -> onnx.ModelProto:
+    k, n = w.shape
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["mm"], name="fc"), helper.make_node("Add", ["mm", "b"], ["y"])],
+        "fc", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [M, k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [M, n])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def kernel_case(k: int, n: int, sparsity: float, block: tuple[int, int], repeat: int) -> dict:
+    rng = np.random.default_rng(0)
+    wt = project((rng.standard_normal((n, k)) / np.sqrt(k)).astype(np.float32), *block, sparsity)  # [out, in]
+    w, b = np.ascontiguousarray(wt.T, dtype=np.float32), rng.standard_normal(n).astype(np.float32)
+    x = rng.standard_normal((M, k)).astype(np.float32)
+    proto = matmul_model(w, b)
+    spec = f"bsr::{block[0]}x{block[1]}"  # the zeros are already there: keep them, in this block shape
+    sparse = gearshift.Session(gearshift.save(gearshift.compile_model(proto, "host", sparsity=spec), "out/bench-bsr",
+                                              overwrite=True))
+    dense = gearshift.Session(gearshift.save(gearshift.compile_model(proto, "host"), "out/bench-dense", overwrite=True))
+    ort = ort_session(proto.SerializeToString())
+    feeds = {"x": x}
+    tx, tw, tb = torch.from_numpy(x), torch.from_numpy(wt), torch.from_numpy(b)
+    # torch BSR: 16x16 blocks (MKL's only kind) at the same density, so the same FLOPs
+    wt16 = project(rng.standard_normal((n, k)).astype(np.float32), 16, 16, sparsity).astype(np.float32)
+    bsr16 = torch.from_numpy(wt16).to_sparse_bsr((16, 16))
+    tb16 = tb[:, None].contiguous()
+    outputs = {"gearshift_bsr": sparse.run(feeds)["y"], "onnxruntime": ort.run(None, feeds)[0],
+               "gearshift_dense": dense.run(feeds)["y"], "torch_dense": torch.nn.functional.linear(tx, tw, tb).numpy()}
+    with torch.no_grad():
+        row = compare(f"{k}->{n} {sparsity:.0%} {block[0]}x{block[1]}", {
+            "gearshift_bsr": lambda: sparse.run(feeds), "onnxruntime": lambda: ort.run(None, feeds),
+            "gearshift_dense": lambda: dense.run(feeds), "torch_dense": lambda: torch.nn.functional.linear(tx, tw, tb),
+            "torch_bsr_16x16": lambda: torch.addmm(tb16, bsr16, tx.T).T,
+        }, {**outputs, "torch_bsr_16x16": outputs["onnxruntime"]}, repeat=repeat)
+    row["engines"]["torch_bsr_16x16"]["max_abs_error"] = None  # other weights (16x16 pruning): time only
+    density = 1.0 - sparsity
+    speedup = row["engines"]["onnxruntime"]["median_ms"] / row["engines"]["gearshift_bsr"]["median_ms"]
+    layer = sparse.artifact.manifest["report"]["sparse_layers"][0]
+    row.update(k=k, n=n, sparsity=sparsity, block=f"{block[0]}x{block[1]}", speedup_vs_ort=speedup,
+               fraction_of_ideal=speedup * density, dense_bytes=layer["dense_bytes"], packed_bytes=layer["packed_bytes"],
+               decision=layer["decision"])
+    log(f"{row['case']}: {speedup:.2f}x ORT ({layer['decision']})")
+    return row
+
+
+def prune_linears(model: torch.nn.Module, sparsity: float, block: tuple[int, int]) -> None:
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.weight.copy_(torch.from_numpy(project(module.weight.numpy(), *block, sparsity)))
+
+
+def model_case(repeat: int) -> dict:
+    cfg = BertConfig(vocab_size=30522, hidden=768, layers=4, heads=12, ffn=3072, max_positions=512)
+    model, feeds = tiny_bert(cfg), bert_inputs(cfg, batch=1, seq_len=128)
+    prune_linears(model, 0.8, (16, 1))
+    proto = export_torch(model, feeds, output_names=["y"])
+    built = gearshift.compile_model(proto, "host", sparsity="bsr::16x1")
+    sparse = gearshift.Session(gearshift.save(built, "out/bench-bert-bsr", overwrite=True))
+    dense = gearshift.Session(gearshift.save(gearshift.compile_model(proto, "host"), "out/bench-bert-dense",
+                                             overwrite=True))
+    ort = ort_session(proto.SerializeToString())
+    torch_in = {k: torch.from_numpy(v) for k, v in feeds.items()}
+    with torch.no_grad():
+        outputs = {"gearshift_bsr": sparse.run(feeds)["y"], "onnxruntime": ort.run(None, feeds)[0],
+                   "gearshift_dense": dense.run(feeds)["y"], "torch_dense": model(**torch_in).numpy()}
+        row = compare("BERT-base x4, seq 128, 80% 16x1", {
+            "gearshift_bsr": lambda: sparse.run(feeds), "onnxruntime": lambda: ort.run(None, feeds),
+            "gearshift_dense": lambda: dense.run(feeds), "torch_dense": lambda: model(**torch_in)}, outputs, repeat=repeat)
+    layers = built.report["sparse_layers"]
+    row.update(sparse_layers=sum(layer["decision"] == "bsr" for layer in layers), layers=len(layers),
+               dense_bytes=sum(layer["dense_bytes"] for layer in layers),
+               packed_bytes=sum(layer["packed_bytes"] for layer in layers),
+               speedup_vs_ort=row["engines"]["onnxruntime"]["median_ms"] / row["engines"]["gearshift_bsr"]["median_ms"])
+    log(f"model: {row['speedup_vs_ort']:.2f}x ORT")
+    return row
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeat", type=int, default=20)
+    p.add_argument("--skip-model", action="store_true", help="kernels only")
+    args = p.parse_args()
+    torch.set_num_threads(thread_count())
+    kernels = [kernel_case(*case, repeat=args.repeat) for case in KERNELS]
+    rows = [("layer (M=128)", "gearshift BSR ms", "ORT dense ms", "speedup vs ORT", "of ideal 1/density",
+             "gearshift dense ms", "torch dense ms", "torch BSR 16x16 ms", "weights MB dense -> packed", "max err")]
+    for r in kernels:
+        e = r["engines"]
+        rows.append((r["case"], f"{e['gearshift_bsr']['median_ms']:.3f}", f"{e['onnxruntime']['median_ms']:.3f}",
+                     f"{r['speedup_vs_ort']:.2f}x", f"{r['fraction_of_ideal']:.0%}",
+                     f"{e['gearshift_dense']['median_ms']:.3f}", f"{e['torch_dense']['median_ms']:.3f}",
+                     f"{e['torch_bsr_16x16']['median_ms']:.3f}",
+                     f"{r['dense_bytes'] / 1e6:.2f} -> {r['packed_bytes'] / 1e6:.2f}",
+                     f"{e['gearshift_bsr']['max_abs_error']:.1e}"))
+    text = f"# Block-sparse kernels vs dense peers\n\n{table(rows)}\n"
+    payload = {"repeat": args.repeat, "kernels": kernels}
+    if not args.skip_model:
+        model = model_case(args.repeat)
+        e = model["engines"]
+        text += "\n## End to end\n\n" + table([
+            ("model", "gearshift BSR ms", "ORT ms", "speedup vs ORT", "gearshift dense ms", "torch ms",
+             "sparse layers", "linear weights MB dense -> packed", "max err"),
+            (model["case"], f"{e['gearshift_bsr']['median_ms']:.2f}", f"{e['onnxruntime']['median_ms']:.2f}",
+             f"{model['speedup_vs_ort']:.2f}x", f"{e['gearshift_dense']['median_ms']:.2f}",
+             f"{e['torch_dense']['median_ms']:.2f}", f"{model['sparse_layers']}/{model['layers']}",
+             f"{model['dense_bytes'] / 1e6:.1f} -> {model['packed_bytes'] / 1e6:.1f}",
+             f"{e['gearshift_bsr']['max_abs_error']:.1e}")]) + "\n"
+        payload["model"] = model
+    text += f"\n{threads_note()}; medians of {args.repeat} interleaved runs after 3 warm-ups."
+    write_results("block_sparse", payload, text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
