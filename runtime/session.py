@@ -6,6 +6,7 @@ import os
 import platform
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,6 +42,9 @@ class Session:
         self.inputs = self.artifact.inputs
         self.outputs = self.artifact.outputs
         self._weights = [tvm.runtime.tensor(w, self._device) for w in self.artifact.load_weights(level)]
+        # Inputs are copied into buffers made once per thread: allocating a fresh device tensor per
+        # call cost as much as the copy (0.05 ms for 0.4 MB, a tenth of a sparse layer).
+        self._staging = threading.local()
         self.level = level
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -67,7 +71,12 @@ class Session:
         if missing or extra:
             raise InputError(f"inputs do not match the model: missing {missing}, unexpected {extra}; "
                              f"the model takes {[s.name for s in self.inputs]}")
-        return [tvm.runtime.tensor(s.check(inputs[s.name]), self._device) for s in self.inputs]
+        staging = getattr(self._staging, "tensors", None)
+        if staging is None:  # per thread: concurrent callers never share an input buffer
+            staging = self._staging.tensors = [tvm.runtime.empty(s.shape, s.dtype, self._device) for s in self.inputs]
+        for spec, tensor in zip(self.inputs, staging):
+            tensor.copyfrom(spec.check(inputs[spec.name]))
+        return staging
 
     def _call(self, args: list):
         return self._main(*args, *self._weights)
