@@ -28,21 +28,25 @@ def lifted_names(transform: tvm.IRModule, names: list[str]) -> list[str]:
     is computed from: a transposed or packed `layers.0.fc.weight` keeps that name."""
     func = transform[TRANSFORM]
     tuple_param = func.params[0]
-    source: dict = {}
-    for block in func.body.blocks:
+    bound: dict = {}
+
+    def name_of(expr) -> str | list | None:
+        if expr.same_as(tuple_param):  # nothing to transform: the weights pass through
+            return list(names)
+        if isinstance(expr, relax.Var) and expr in bound:
+            return name_of(bound[expr])
+        if isinstance(expr, relax.TupleGetItem) and expr.tuple_value.same_as(tuple_param):
+            return names[expr.index]
+        if isinstance(expr, relax.Call):
+            return next((n for n in (name_of(a) for a in expr.args) if isinstance(n, str)), None)
+        if isinstance(expr, relax.Tuple):
+            return [name_of(f) for f in expr.fields]
+        return None
+
+    for block in getattr(func.body, "blocks", []):
         for binding in block.bindings:
-            value = binding.value
-            if isinstance(value, relax.TupleGetItem) and value.tuple_value.same_as(tuple_param):
-                source[binding.var] = names[value.index]
-            elif isinstance(value, relax.Call):
-                found = [source[a] for a in value.args if isinstance(a, relax.Var) and a in source]
-                if found:
-                    source[binding.var] = found[0]
-            elif isinstance(value, relax.Tuple):
-                source[binding.var] = [source.get(f, f"w{i}") if isinstance(f, relax.Var) else f"w{i}"
-                                       for i, f in enumerate(value.fields)]
-    body = func.body.body
-    outputs = source.get(body) if isinstance(body, relax.Var) else None
+            bound[binding.var] = binding.value
+    outputs = name_of(func.body.body if isinstance(func.body, relax.SeqExpr) else func.body)
     if not isinstance(outputs, list):
-        outputs = [f"w{i}" for i in range(len(func.ret_ty.fields))]
-    return outputs
+        outputs = [None] * len(func.ret_ty.fields)
+    return [n if isinstance(n, str) else f"w{i}" for i, n in enumerate(outputs)]

@@ -1,0 +1,183 @@
+"""Block-sparse layers: the spec parser, projection and BSR packing, the kernel against numpy and ONNX
+Runtime for every block shape and both forms, edge cases, and the pass's decisions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import assert_close, ort_run
+from onnx import TensorProto, helper, numpy_helper
+
+import gearshift
+from gearshift.errors import InputError
+from gearshift.relay_passes.block_sparse import LayerSpec, SparsityPlan, check_kernel, parse_spec
+from gearshift.schedules.kernels.bsr import bsr_matmul, chunk_rows, project, to_bsr
+
+RNG = np.random.default_rng(11)
+
+
+def fc_model(w: np.ndarray, b: np.ndarray | None, m: int, lead: tuple = ()):
+    k, n = w.shape
+    nodes = [helper.make_node("MatMul", ["x", "fc.weight"], ["mm" if b is not None else "y"], name="fc")]
+    inits = [numpy_helper.from_array(w, "fc.weight")]
+    if b is not None:
+        nodes.append(helper.make_node("Add", ["mm", "fc.bias"], ["y"], name="bias"))
+        inits.append(numpy_helper.from_array(b, "fc.bias"))
+    graph = helper.make_graph(nodes, "fc", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [*lead, m, k])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [*lead, m, n])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def pruned(k: int, n: int, r: int, c: int, sparsity: float) -> np.ndarray:
+    """A [K, N] weight whose transpose is pruned to `sparsity` in r x c blocks."""
+    return np.ascontiguousarray(project(RNG.standard_normal((n, k)).astype(np.float32), r, c, sparsity).T)
+
+
+def compile_run(proto, sparsity, feeds, tmp_path, form="baked"):
+    plan = SparsityPlan.parse(sparsity, form=form) if isinstance(sparsity, str) else sparsity
+    built = gearshift.compile_model(proto, "host", sparsity=plan)
+    return built, gearshift.Session(gearshift.save(built, tmp_path / "art")).run(feeds)["y"]
+
+
+def test_parse_spec_and_errors():
+    assert parse_spec("dense") == LayerSpec("dense")
+    assert parse_spec("bsr") == LayerSpec("bsr")
+    assert parse_spec("bsr:0.8") == LayerSpec("bsr", 0.8)
+    assert parse_spec("BSR:0.9:16x1") == LayerSpec("bsr", 0.9, (16, 1))
+    assert parse_spec("bsr::4x4") == LayerSpec("bsr", None, (4, 4))
+    for bad, msg in [("csr:0.5", "expected dense, bsr"), ("bsr:abc", "fraction"), ("bsr:1.0", r"\[0, 1\)"),
+                     ("bsr:0.5:16", "RxC"), ("bsr:0.5:0x4", "RxC"), ("bsr:0.5:4x4:1", "expected")]:
+        with pytest.raises(InputError, match=msg):
+            parse_spec(bad)
+    plan = SparsityPlan.parse("bsr:0.8", ["attention=dense", r"intermediate=bsr:0.9:16x1"])
+    assert plan.for_layer("layers.0.attention.query.weight") == LayerSpec("dense")
+    assert plan.for_layer("layers.0.intermediate.weight") == LayerSpec("bsr", 0.9, (16, 1))
+    assert plan.for_layer("layers.0.output.weight") == LayerSpec("bsr", 0.8)
+    with pytest.raises(InputError, match="REGEX=SPEC"):
+        SparsityPlan.parse("bsr", ["dense"])
+    with pytest.raises(InputError, match="regular expression"):
+        SparsityPlan.parse("bsr", ["[=dense"])
+    with pytest.raises(InputError, match="sparse form"):
+        SparsityPlan.parse("bsr", form="csr")
+
+
+def test_projection_and_packing_roundtrip():
+    wt = RNG.standard_normal((32, 24)).astype(np.float32)
+    p = project(wt, 8, 1, 0.75)
+    blocks_kept = (np.abs(p.reshape(4, 8, 24, 1)).sum(axis=(1, 3)) != 0)
+    assert blocks_kept.sum() == 24  # a quarter of the 4 x 24 blocks
+    norms = np.linalg.norm(wt.reshape(4, 8, 24), axis=1)
+    assert norms[blocks_kept].min() >= norms[~blocks_kept].max()  # the largest blocks are the ones kept
+    data, indices, indptr = to_bsr(p, 8, 1)
+    back = np.zeros_like(p)
+    for row in range(4):
+        for q in range(indptr[row], indptr[row + 1]):
+            back[row * 8:(row + 1) * 8, indices[q]] = data[q, 0]
+    np.testing.assert_array_equal(back, p)
+    assert chunk_rows(128, 768, 4) == 64 and chunk_rows(128, 3072, 4) == 16 and chunk_rows(6, 10, 3) == 6
+
+
+@pytest.mark.parametrize("r,c", [(16, 1), (1, 16), (8, 1), (4, 4), (1, 4), (2, 8)])
+def test_kernel_every_block_shape_against_numpy(r, c):
+    m, k, n = 12, 64, 48
+    wt = project(RNG.standard_normal((n, k)).astype(np.float32), r, c, 0.6)
+    bias = RNG.standard_normal(n).astype(np.float32)
+    arrays = to_bsr(wt, r, c)
+    assert check_kernel((m, k, n, r, c, len(arrays[1]), 4), wt.T, bias, arrays) < 1e-6
+
+
+@pytest.mark.parametrize("case", ["all-zero block rows", "fully dense", "100% sparse"])
+def test_kernel_edge_cases(case):
+    m, k, n, r, c = 8, 32, 32, 16, 1
+    wt = RNG.standard_normal((n, k)).astype(np.float32)
+    if case == "all-zero block rows":
+        wt[:16] = 0
+    elif case == "100% sparse":
+        wt[:] = 0
+    arrays = to_bsr(wt, r, c)
+    bias = RNG.standard_normal(n).astype(np.float32)
+    assert check_kernel((m, k, n, r, c, len(arrays[1]), 4), wt.T, bias, arrays) < 1e-6
+    if case == "all-zero block rows":
+        assert arrays[2][1] == 0  # the first block row holds no block
+
+
+def test_kernel_refuses_shapes_that_do_not_divide():
+    with pytest.raises(ValueError, match="divide"):
+        bsr_matmul(8, 30, 32, 16, 4, 4, 4)
+
+
+@pytest.mark.parametrize("form", ["baked", "runtime"])
+@pytest.mark.parametrize("block", [(16, 1), (4, 4), (8, 1)])
+def test_model_matches_onnxruntime(form, block, tmp_path):
+    w = pruned(64, 96, *block, 0.85)
+    b = RNG.standard_normal(96).astype(np.float32)
+    proto = fc_model(w, b, 16)
+    feeds = {"x": RNG.standard_normal((16, 64)).astype(np.float32)}
+    built, out = compile_run(proto, f"bsr::{block[0]}x{block[1]}", feeds, tmp_path, form)
+    layer = built.report["sparse_layers"][0]
+    assert layer["decision"] == "bsr" and layer["block"] == f"{block[0]}x{block[1]}", layer
+    assert layer["density"] == pytest.approx(0.15, abs=0.02)
+    assert "gs_bsr_matmul" in " ".join(built.report["kernels"])
+    structure = [name for name in built.weights if name.startswith("fc.weight.bsr_")]
+    assert structure == (["fc.weight.bsr_data"] if form == "baked"
+                         else ["fc.weight.bsr_data", "fc.weight.bsr_indices", "fc.weight.bsr_indptr"])
+    assert_close(out, ort_run(proto.SerializeToString(), feeds)[0])
+
+
+def test_projection_by_the_pass_and_3d_input(tmp_path):
+    """bsr:0.75 projects a dense weight; the result equals ONNX Runtime on the projected weight."""
+    w = RNG.standard_normal((48, 64)).astype(np.float32)
+    proto = fc_model(w, None, 5, lead=(2,))
+    feeds = {"x": RNG.standard_normal((2, 5, 48)).astype(np.float32)}
+    built, out = compile_run(proto, "bsr:0.75:16x1", feeds, tmp_path)
+    layer = built.report["sparse_layers"][0]
+    assert layer["decision"] == "bsr" and layer["density"] == pytest.approx(0.25, abs=0.01)
+    reference = fc_model(np.ascontiguousarray(project(w.T, 16, 1, 0.75).T), None, 5, lead=(2,))
+    assert_close(out, ort_run(reference.SerializeToString(), feeds)[0])
+
+
+def test_cost_model_and_shape_fallbacks(tmp_path):
+    feeds = {"x": RNG.standard_normal((8, 64)).astype(np.float32)}
+    # 10 % sparsity: sparse cannot beat dense, the layer stays dense (with the pruned weights).
+    built, out = compile_run(fc_model(pruned(64, 96, 16, 1, 0.1), None, 8), "bsr::16x1", feeds, tmp_path / "a")
+    layer = built.report["sparse_layers"][0]
+    assert layer["decision"] == "dense" and "cost model" in layer["why"]
+    # N = 40 does not divide into 16x1 blocks: left dense, said so.
+    built, _ = compile_run(fc_model(RNG.standard_normal((64, 40)).astype(np.float32), None, 8), "bsr:0.9:16x1",
+                           feeds, tmp_path / "b")
+    assert built.report["sparse_layers"][0]["why"].startswith("[N=40, K=64] does not divide")
+    # A weight with scattered zeros and no sparsity given: no block structure to use.
+    w = RNG.standard_normal((64, 32)).astype(np.float32)
+    w[RNG.random(w.shape) < 0.5] = 0
+    built, _ = compile_run(fc_model(w, None, 8), "bsr", feeds, tmp_path / "c")
+    assert "no block structure" in built.report["sparse_layers"][0]["why"]
+
+
+def test_cli_sparsity(tmp_path, mlp_case):
+    import subprocess
+    import sys
+
+    from gearshift.frontend.load import export_torch
+
+    module, feeds = mlp_case
+    path = tmp_path / "mlp.onnx"
+    path.write_bytes(export_torch(module, feeds, output_names=["y"]).SerializeToString())
+    done = subprocess.run([sys.executable, "-m", "gearshift.frontend.cli", "compile", str(path), "-o", str(tmp_path / "a"),
+                           "--sparsity", "bsr:0.8:16x1", "--layer-sparsity", "layers.1=dense"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "layers.0.weight: bsr 16x1" in done.stderr and "1 of 1 layers" in done.stderr
+    bad = subprocess.run([sys.executable, "-m", "gearshift.frontend.cli", "compile", str(path), "-o", str(tmp_path / "b"),
+                          "--sparsity", "bsr:2"], capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "must be in [0, 1)" in bad.stderr
+
+
+def test_gpu_targets_refuse_sparsity(mlp_onnx):
+    with pytest.raises(gearshift.TargetError, match="CPU targets only"):
+        gearshift.compile_model(mlp_onnx, "mali-g76", sparsity="bsr:0.8")
+
+
+def test_arm_build_with_block_sparse_layers():
+    w = pruned(64, 96, 16, 1, 0.8)
+    built = gearshift.compile_model(fc_model(w, None, 16), "arm-a76", sparsity="bsr::16x1")
+    assert built.report["sparse_layers"][0]["decision"] == "bsr"
