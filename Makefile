@@ -14,7 +14,7 @@ setup: $(STAMP) system-deps
 $(STAMP):
 	@test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,bench]"
 	@rm -f $(VENV)/.installed-*; touch $@
 
 # ARM targets link with Debian's aarch64 cross compiler.
