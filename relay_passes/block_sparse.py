@@ -155,7 +155,7 @@ class LayerReport:
 
 
 def block_sparsify(mod: tvm.IRModule, weights: list[np.ndarray], names: list[str], plan: SparsityPlan,
-                   micro: Microkernel, log: Log = lambda _m: None
+                   micro: Microkernel, threads: int = 1, log: Log = lambda _m: None
                    ) -> tuple[tvm.IRModule, list[np.ndarray], list[str], list[LayerReport]]:
     """Rewrite `mod["main"]` (weights, names: its weight parameters' values and names, in order).
     Returns the module, the new weights and names (in the new parameter order) and a report per
@@ -164,7 +164,7 @@ def block_sparsify(mod: tvm.IRModule, weights: list[np.ndarray], names: list[str
     num_input = int(main.attrs["num_input"])
     params = list(main.params[num_input:])
     values = dict(zip(params, weights))
-    rewriter = _BlockSparsify(mod, values, dict(zip(params, names)), _biases(main, values), plan, micro, log)
+    rewriter = _BlockSparsify(mod, values, dict(zip(params, names)), _biases(main, values), plan, micro, threads, log)
     new_main = rewriter.visit_expr(main)
     used = set(relax.analysis.free_vars(new_main.body))
     kept = [p for p in params if p in used]
@@ -200,9 +200,10 @@ def _biases(main: relax.Function, values: dict) -> dict:
 @mutator
 class _BlockSparsify(PyExprMutator):
     def __init__(self, mod, values: dict, names: dict, biases: dict, plan: SparsityPlan, micro: Microkernel,
-                 log: Log):
+                 threads: int, log: Log):
         super().__init__(mod)
         self.values, self.names, self.biases, self.plan, self.micro, self.log = values, names, biases, plan, micro, log
+        self.threads = threads
         self.new_weights: list[tuple[relax.Var, np.ndarray]] = []
         self.reports: list[LayerReport] = []
         self.bias_done: set = set()  # matmul vars whose kernel added the bias
@@ -248,7 +249,7 @@ class _BlockSparsify(PyExprMutator):
             return new
         bias_param = self.biases.get(var)
         bias = self.values[bias_param] if bias_param is not None else np.zeros(n, np.float32)
-        sizes = (m, k, n, r, c, len(indices), bsr_rows(m, r, self.micro))
+        sizes = (m, k, n, r, c, len(indices), bsr_rows(m, r, self.micro), self.threads)
         kernel = bsr_matmul(*sizes)
         error = check_kernel(sizes, pruned_t.T, bias, (data, indices, indptr))
         report.check_error = error
@@ -264,12 +265,14 @@ class _BlockSparsify(PyExprMutator):
 
     def _choose(self, spec: LayerSpec, wt: np.ndarray, m: int, report: LayerReport):
         n, k = wt.shape
-        if spec.sparsity is None:  # use the zeros the weight already has
+        if spec.sparsity is None and spec.block:  # the zeros the weight has, in the blocks given
+            shapes = [spec.block]
+        elif spec.sparsity is None:  # the zeros the weight has, in the blocks they form
             found, _ = detect_blocks(wt)
             if found is None or found == "unstructured":
                 report.why = "no block structure in the weight (give a sparsity to project onto blocks)"
                 return None
-            shapes = [spec.block] if spec.block else [tuple(int(v) for v in found.split("x"))]
+            shapes = [tuple(int(v) for v in found.split("x"))]
         else:
             shapes = [spec.block] if spec.block else list(CANDIDATES)
         fitting = [(r, c) for r, c in shapes if n % r == 0 and k % c == 0]
@@ -314,8 +317,8 @@ def spec_reason(spec: LayerSpec) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _host_kernel(m: int, k: int, n: int, r: int, c: int, nnz: int, rows: int):
-    kernel = bsr_matmul(m, k, n, r, c, nnz, rows).with_attr("global_symbol", "main")
+def _host_kernel(m: int, k: int, n: int, r: int, c: int, nnz: int, rows: int, threads: int = 1):
+    kernel = bsr_matmul(m, k, n, r, c, nnz, rows, threads).with_attr("global_symbol", "main")
     return tvm.compile(tvm.IRModule({"main": kernel}), target=tvm.target.Target({"kind": "llvm"}))
 
 

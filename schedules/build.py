@@ -68,7 +68,8 @@ def build(imported: Imported, target: str | TargetInfo = "host", log: Log = lamb
     if not info.is_gpu:
         micro = microkernel(tvm_target)
         if sparsity is not None and sparsity.active:
-            model, weights, names, layers = block_sparsify(model, weights, names, sparsity, micro, log)
+            cores = int(tvm_target.attrs.get("num-cores", 1))
+            model, weights, names, layers = block_sparsify(model, weights, names, sparsity, micro, cores, log)
             log_layers(layers, log)
         model, dense_layers = pack_dense_layers(model, micro)
         model = relax.transform.FastMathTransform()(model)  # vectorisable exp/erf/tanh (libm's are scalar)

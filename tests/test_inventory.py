@@ -49,3 +49,10 @@ def test_inventory_of_mlp_and_cnn(mlp_case, cnn_case):
     assert [layer.kind for layer in cnn_layers] == ["conv"] * 4 + ["gemm"]
     conv0 = cnn_layers[0]
     assert conv0.weight_shape == (8, 3, 3, 3) and conv0.flops == 2 * (8 * 20 * 20) * 27
+
+
+def test_detect_blocks_tolerates_a_stray_zero():
+    w = block_pruned(64, 64, 16, 1, keep=0.3)
+    kept = np.argwhere(w != 0)[0]
+    w[tuple(kept)] = 0.0  # one exact zero inside a kept block, as training can leave
+    assert detect_blocks(w)[0] == "16x1"
