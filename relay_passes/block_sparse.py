@@ -48,10 +48,9 @@ class LayerSpec:
     def __str__(self) -> str:
         if self.kind == "dense":
             return "dense"
-        parts = ["bsr"] + ([f"{self.sparsity:g}"] if self.sparsity is not None else [])
-        if self.block:
-            parts += [f"{self.block[0]}x{self.block[1]}"] if self.sparsity is not None else ["", f"{self.block[0]}x{self.block[1]}"]
-        return ":".join(parts)
+        sparsity = "" if self.sparsity is None else f"{self.sparsity:g}"
+        block = f"{self.block[0]}x{self.block[1]}" if self.block else ""
+        return ":".join(["bsr", sparsity, block]).rstrip(":")
 
 
 def parse_spec(text: str) -> LayerSpec:
