@@ -11,11 +11,6 @@ import os
 # TVM's thread pool halves the core count (it assumes SMT siblings), which leaves half of a phone or
 # of this 2-core machine idle. gearshift uses every core unless the user set TVM_NUM_THREADS.
 os.environ.setdefault("TVM_NUM_THREADS", str(os.cpu_count() or 1))
-# TVM also pins its workers to cores; when the calling thread then lands on a worker's core (another
-# runtime in the process, ONNX Runtime here, had moved it), every parallel kernel ran at half speed
-# for as long as it stayed there (measured: 0.99 vs 0.60 ms, steadily). Unpinned, the OS spreads the
-# threads. Set TVM_BIND_THREADS=1 to pin again (e.g. to keep work on a phone's big cores).
-os.environ.setdefault("TVM_BIND_THREADS", "0")
 
 from gearshift.errors import (  # noqa: E402
     ArtifactError,
