@@ -29,6 +29,7 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from gearshift.errors import InputError
 from gearshift.frontend.inventory import detect_blocks
+from gearshift.relay_passes.exprs import dims, is_op, static_f32
 from gearshift.schedules.cpu.microkernel import Microkernel
 from gearshift.schedules.kernels.bsr import bsr_matmul, project, to_bsr
 
@@ -186,11 +187,11 @@ def _biases(main: relax.Function, values: dict) -> dict:
     producers = {b.var: b.value for b in bindings}
     out = {}
     for b in bindings:
-        if not _is_op(b.value, "relax.add"):
+        if not is_op(b.value, "relax.add"):
             continue
         mm, bias = b.value.args
         producer = producers.get(mm)
-        if (producer is not None and _is_op(producer, "relax.matmul") and producer.args[1] in values
+        if (producer is not None and is_op(producer, "relax.matmul") and producer.args[1] in values
                 and bias in values and uses.get(mm) == 1 and _bias_fits(bias, producer)):
             out[mm] = bias
     return out
@@ -213,14 +214,14 @@ class _BlockSparsify(PyExprMutator):
         super().visit_var_binding_(binding)
 
     def visit_call_(self, call: relax.Call) -> relax.Expr:
-        if _is_op(call, "relax.add") and call.args[0] in self.bias_done:
+        if is_op(call, "relax.add") and call.args[0] in self.bias_done:
             return self.visit_expr(call.args[0])  # the kernel already added this bias
         var = self.current
         new = super().visit_call_(call)
-        if not _is_op(call, "relax.matmul"):
+        if not is_op(call, "relax.matmul"):
             return new
         x, w = call.args
-        if w not in self.values or not _static_f32(x) or len(w.ty.shape) != 2 or len(x.ty.shape) < 2:
+        if w not in self.values or not static_f32(x) or len(w.ty.shape) != 2 or len(x.ty.shape) < 2:
             return new
         return self._rewrite(var, new, x, w)
 
@@ -231,7 +232,7 @@ class _BlockSparsify(PyExprMutator):
             return new
         weight = self.values[w]
         k, n = weight.shape
-        m = int(np.prod(_dims(x)[:-1]))
+        m = int(np.prod(dims(x)[:-1]))
         report = LayerReport(name, (k, n), "dense", "", dense_bytes=weight.nbytes, packed_bytes=weight.nbytes)
         self.reports.append(report)
         choice = self._choose(spec, weight.T, m, report)
@@ -300,7 +301,7 @@ class _BlockSparsify(PyExprMutator):
         gv = bb.add_func(kernel, "gs_bsr_matmul")
         out = relax.call_tir(gv, [x2, data_var, *structure, bias], relax.TensorType((m, n), "float32"))
         if len(x.ty.shape) != 2:
-            out = relax.op.reshape(bb.emit(out), [*_dims(x)[:-1], n])
+            out = relax.op.reshape(bb.emit(out), [*dims(x)[:-1], n])
         return out
 
     def _weight(self, name: str, value: np.ndarray) -> relax.Var:
@@ -333,22 +334,8 @@ def check_kernel(sizes: tuple, w: np.ndarray, bias: np.ndarray, arrays) -> float
     return float(np.abs(out.numpy() - expected).max() / max(1.0, np.abs(expected).max()))
 
 
-def _dims(expr: relax.Expr) -> list[int]:
-    return [int(d) for d in expr.ty.shape.values]
-
-
-def _is_op(expr, name: str) -> bool:
-    return isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) and expr.op.name == name
-
-
 def _bias_fits(b: relax.Var, matmul: relax.Call) -> bool:
     w = matmul.args[1]
     return (isinstance(b.ty, relax.TensorType) and b.ty.shape is not None and len(b.ty.shape) == 1
             and isinstance(w.ty, relax.TensorType) and len(w.ty.shape) == 2
             and int(b.ty.shape[0]) == int(w.ty.shape[1]))
-
-
-def _static_f32(expr: relax.Expr) -> bool:
-    ty = expr.ty
-    return (isinstance(ty, relax.TensorType) and ty.dtype == "float32" and ty.shape is not None
-            and all(isinstance(d, tvm.tirx.IntImm) for d in ty.shape.values))

@@ -15,6 +15,7 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
+from gearshift.relay_passes.exprs import static_f32
 from gearshift.schedules.cpu.microkernel import Microkernel
 from gearshift.schedules.kernels.conv2d import pack_conv_weight, packed_conv2d
 from gearshift.schedules.kernels.dense import pack_weight, packed_dense
@@ -43,7 +44,7 @@ class _PackDense(PyExprMutator):
         if not isinstance(call.op, tvm.ir.Op) or len(call.args) != 2:
             return call
         x, w = call.args
-        if w not in self.weights or not _static_f32(x) or not _static_f32(w):
+        if w not in self.weights or not static_f32(x) or not static_f32(w):
             return call
         if call.op.name == "relax.matmul":
             return self._dense(call, x, w)
@@ -72,9 +73,3 @@ class _PackDense(PyExprMutator):
         return self.builder_.call_te(packed_conv2d, x, packed, co_len, tuple(int(s) for s in a.strides),
                                      tuple(int(p) for p in a.padding), self.micro.rows,
                                      primfunc_name_hint="gs_conv2d")
-
-
-def _static_f32(expr: relax.Expr) -> bool:
-    ty = expr.ty
-    return (isinstance(ty, relax.TensorType) and ty.dtype == "float32" and ty.shape is not None
-            and all(isinstance(d, tvm.tirx.IntImm) for d in ty.shape.values))

@@ -1,0 +1,23 @@
+"""Small questions the passes ask of Relax expressions."""
+
+from __future__ import annotations
+
+import tvm
+from tvm import relax
+
+
+def static_f32(expr: relax.Expr) -> bool:
+    """A float32 tensor whose every dimension is a known constant."""
+    ty = expr.ty
+    return (isinstance(ty, relax.TensorType) and ty.dtype == "float32" and ty.shape is not None
+            and all(isinstance(d, tvm.tirx.IntImm) for d in ty.shape.values))
+
+
+def dims(expr: relax.Expr) -> list[int]:
+    """The static shape of a tensor expression (see `static_f32`)."""
+    return [int(d) for d in expr.ty.shape.values]
+
+
+def is_op(expr, name: str) -> bool:
+    """`expr` is a call of the Relax operator `name` (e.g. "relax.matmul")."""
+    return isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) and expr.op.name == name
