@@ -8,6 +8,15 @@ one or two lines. The CLI turns them into an exit status instead of a traceback.
 from __future__ import annotations
 
 
+def summarize(err: BaseException, *, last: bool = False, lines: int = 1, width: int = 400) -> str:
+    """A foreign error (protobuf, onnx, TVM) in a line or two for our messages. TVM puts its message
+    last, after a C++ backtrace (`last=True`); onnx and protobuf put it first."""
+    text = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    if not text:
+        return type(err).__name__
+    return (text[-1] if last else " ".join(text[:lines]))[:width]
+
+
 class GearshiftError(Exception):
     """Base of every error gearshift raises on purpose."""
 

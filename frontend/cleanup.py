@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from gearshift.errors import GearshiftImportError, InputShapeError, UnsupportedOpError
+from gearshift.errors import GearshiftImportError, InputShapeError, UnsupportedOpError, summarize
 
 MIN_OPSET = 13  # TVM's converters are written against opset 13+; older graphs are upgraded first.
 NONDETERMINISTIC = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
@@ -87,7 +87,7 @@ def _check(model: onnx.ModelProto) -> None:
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as err:
-        raise GearshiftImportError(f"invalid ONNX model: {_summary(err)}") from None
+        raise GearshiftImportError(f"invalid ONNX model: {summarize(err, lines=2)}") from None
 
 
 def _upgrade_opset(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -98,7 +98,7 @@ def _upgrade_opset(model: onnx.ModelProto) -> onnx.ModelProto:
     except Exception as err:
         raise GearshiftImportError(
             f"the model is at opset {opset_of(model)} and could not be upgraded to opset {MIN_OPSET}: "
-            f"{_summary(err)}") from None
+            f"{summarize(err, lines=2)}") from None
 
 
 def _set_input_shapes(graph: onnx.GraphProto, shapes: Mapping[str, Sequence[int]]) -> None:
@@ -142,7 +142,7 @@ def _infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
         return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     except Exception as err:
-        raise GearshiftImportError(f"shape inference failed: {_summary(err)}") from None
+        raise GearshiftImportError(f"shape inference failed: {summarize(err, lines=2)}") from None
 
 
 def static_shapes(graph: onnx.GraphProto) -> dict[str, tuple[int, ...]]:
@@ -247,8 +247,3 @@ def check_supported(model: onnx.ModelProto) -> None:
         except Exception:
             raise UnsupportedOpError(f"TVM's ONNX importer has no converter for this op at opset {opset}",
                                      node=name, op_type=node.op_type) from None
-
-
-def _summary(err: BaseException) -> str:
-    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
-    return " ".join(lines[:2])[:400] if lines else type(err).__name__

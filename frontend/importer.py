@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from gearshift.errors import GearshiftImportError, UnsupportedOpError
+from gearshift.errors import GearshiftImportError, UnsupportedOpError, summarize
 from gearshift.frontend.cleanup import graph_inputs, opset_of
 from gearshift.spec import TensorSpec
 
@@ -90,7 +90,7 @@ def _import(model: onnx.ModelProto, shapes: dict, dtypes: dict):
                 raise
             except Exception as err:
                 node = attrs.get("tvm_custom", {}).get("name")
-                raise UnsupportedOpError(f"TVM's importer failed on it: {_summary(err)}",
+                raise UnsupportedOpError(f"TVM's importer failed on it: {summarize(err, last=True)}",
                                          node=node, op_type=op_name) from None
 
     importer = NamedImporter(shapes, dtypes, keep_params_in_input=True, sanitize=True)
@@ -100,10 +100,4 @@ def _import(model: onnx.ModelProto, shapes: dict, dtypes: dict):
         except GearshiftImportError:
             raise
         except Exception as err:
-            raise GearshiftImportError(f"TVM's ONNX importer failed: {_summary(err)}") from None
-
-
-def _summary(err: BaseException) -> str:
-    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
-    # TVM errors put the message last, after a C++ backtrace.
-    return (lines[-1] if lines else type(err).__name__)[:400]
+            raise GearshiftImportError(f"TVM's ONNX importer failed: {summarize(err, last=True)}") from None

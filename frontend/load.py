@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from gearshift.errors import GearshiftImportError
+from gearshift.errors import GearshiftImportError, summarize
 from gearshift.frontend.cleanup import clean
 
 ModelLike = str | os.PathLike | onnx.ModelProto | Any  # Any: a torch.nn.Module
@@ -65,7 +65,7 @@ def read_onnx(path: Path) -> onnx.ModelProto:
     try:
         proto = onnx.load_from_string(data)
     except Exception as err:  # the protobuf decoder's errors carry no useful type
-        raise GearshiftImportError(f"{path}: not an ONNX file ({_first_line(err)})") from None
+        raise GearshiftImportError(f"{path}: not an ONNX file ({summarize(err, width=300)})") from None
     if not proto.HasField("graph") or proto.ir_version <= 0 or not proto.graph.node:
         raise GearshiftImportError(f"{path}: not an ONNX model (no graph, IR version or nodes in the file)")
     if any(init.HasField("data_location") and init.data_location == onnx.TensorProto.EXTERNAL
@@ -73,7 +73,7 @@ def read_onnx(path: Path) -> onnx.ModelProto:
         try:
             onnx.load_external_data_for_model(proto, str(path.parent))
         except Exception as err:
-            raise GearshiftImportError(f"{path}: external weight data could not be read ({_first_line(err)})") from None
+            raise GearshiftImportError(f"{path}: external weight data could not be read ({summarize(err, width=300)})") from None
     return proto
 
 
@@ -119,7 +119,7 @@ def export_torch(
                                             dynamo=True, verbose=False)
                 return _restore_weight_names(program.model_proto, module)
         except Exception as err:
-            raise GearshiftImportError(f"torch.onnx.export ({exporter}) failed: {_first_line(err)}") from err
+            raise GearshiftImportError(f"torch.onnx.export ({exporter}) failed: {summarize(err, width=300)}") from err
     raise GearshiftImportError(f"unknown exporter {exporter!r}: use 'legacy' or 'dynamo'")
 
 
@@ -200,8 +200,3 @@ def _is_torch_module(obj: Any) -> bool:
     except ImportError:
         return False
     return isinstance(obj, torch.nn.Module)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
-    return text.splitlines()[0][:300]
