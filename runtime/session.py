@@ -103,8 +103,3 @@ def _as_list(out) -> list[np.ndarray]:
     if hasattr(out, "numpy"):
         return [np.from_dlpack(out)]
     return [np.from_dlpack(o) for o in out]
-
-
-def run_artifact(path: str | Path, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """One-shot convenience: load `path` and run `inputs` once."""
-    return Session(path).run(inputs)

@@ -7,6 +7,8 @@ tensors stay on one thread: waking the pool costs more than they do.
 
 from __future__ import annotations
 
+import math
+
 from tvm import s_tir
 from tvm.s_tir.dlight.base.common_schedules import try_inline
 from tvm.s_tir.dlight.base.utils import get_extent
@@ -32,18 +34,21 @@ def schedule_flat(sch: s_tir.Schedule, block, lanes: int) -> None:
     parallel (when the block is large enough). The innermost loop is kept whole: vectorising a fused
     loop would recompute every index with div/mod per lane."""
     loops = sch.get_loops(block)
-    if not loops:
-        return
     extents = [get_extent(sch, loop) for loop in loops]
-    if not all(isinstance(e, int) for e in extents):
+    if not loops or not all(isinstance(e, int) for e in extents):
         return
-    *outer, inner = loops
-    if extents[-1] % lanes == 0:
+    rest = vectorize_innermost(sch, block, lanes)
+    if math.prod(extents) >= PARALLEL_MIN_ELEMENTS:
+        outer = loops[:-1]
+        sch.parallel(sch.fuse(*outer) if len(outer) > 1 else outer[0] if outer else rest)
+
+
+def vectorize_innermost(sch: s_tir.Schedule, block, lanes: int):
+    """Split `lanes` off the block's innermost loop and vectorise them, if `lanes` divides it;
+    return what remains of that loop outside the vector."""
+    inner = sch.get_loops(block)[-1]
+    extent = get_extent(sch, inner)
+    if isinstance(extent, int) and extent >= lanes and extent % lanes == 0:
         inner, vec = sch.split(inner, [None, lanes])
         sch.vectorize(vec)
-    total = 1
-    for e in extents:
-        total *= e
-    if total < PARALLEL_MIN_ELEMENTS:
-        return
-    sch.parallel(sch.fuse(*outer) if len(outer) > 1 else outer[0] if outer else inner)
+    return inner

@@ -19,6 +19,7 @@ from tvm import s_tir
 from tvm.s_tir.dlight.base.utils import get_extent
 
 from gearshift.schedules.cpu.base import Rule
+from gearshift.schedules.cpu.elementwise import vectorize_innermost
 from gearshift.schedules.cpu.microkernel import microkernel
 
 
@@ -63,14 +64,6 @@ class Matmul(Rule):
         sch.unroll(nv)
         if lanes > 1:
             sch.vectorize(nl)
-            _vectorize_inner(sch, epilogue, lanes)
+            vectorize_innermost(sch, epilogue, lanes)
         sch.decompose_reduction(block, k)
         return sch
-
-
-def _vectorize_inner(sch: s_tir.Schedule, block, lanes: int) -> None:
-    inner = sch.get_loops(block)[-1]
-    extent = get_extent(sch, inner)
-    if isinstance(extent, int) and extent % lanes == 0 and extent >= lanes:
-        _, vec = sch.split(inner, [None, lanes])
-        sch.vectorize(vec)
