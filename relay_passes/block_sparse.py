@@ -29,7 +29,7 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from gearshift.errors import InputError
 from gearshift.frontend.inventory import detect_blocks
-from gearshift.relay_passes.exprs import dims, is_op, static_f32
+from gearshift.relay_passes.exprs import dims, is_op, weight_matmul
 from gearshift.schedules.cpu.microkernel import Microkernel
 from gearshift.schedules.kernels.bsr import bsr_matmul, project, to_bsr
 
@@ -191,7 +191,7 @@ def _biases(main: relax.Function, values: dict) -> dict:
             continue
         mm, bias = b.value.args
         producer = producers.get(mm)
-        if (producer is not None and is_op(producer, "relax.matmul") and producer.args[1] in values
+        if (producer is not None and weight_matmul(producer, values) is not None
                 and bias in values and uses.get(mm) == 1 and _bias_fits(bias, producer)):
             out[mm] = bias
     return out
@@ -218,12 +218,8 @@ class _BlockSparsify(PyExprMutator):
             return self.visit_expr(call.args[0])  # the kernel already added this bias
         var = self.current
         new = super().visit_call_(call)
-        if not is_op(call, "relax.matmul"):
-            return new
-        x, w = call.args
-        if w not in self.values or not static_f32(x) or len(w.ty.shape) != 2 or len(x.ty.shape) < 2:
-            return new
-        return self._rewrite(var, new, x, w)
+        matmul = weight_matmul(call, self.values)
+        return new if matmul is None else self._rewrite(var, new, *matmul)
 
     def _rewrite(self, var, new, x, w) -> relax.Expr:
         name = self.names[w]

@@ -15,7 +15,7 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from gearshift.relay_passes.exprs import static_f32
+from gearshift.relay_passes.exprs import is_op, static_f32, weight_matmul
 from gearshift.schedules.cpu.microkernel import Microkernel
 from gearshift.schedules.kernels.conv2d import pack_conv_weight, packed_conv2d
 from gearshift.schedules.kernels.dense import pack_weight, packed_dense
@@ -41,20 +41,16 @@ class _PackDense(PyExprMutator):
 
     def visit_call_(self, call: relax.Call) -> relax.Expr:
         call = super().visit_call_(call)
-        if not isinstance(call.op, tvm.ir.Op) or len(call.args) != 2:
-            return call
-        x, w = call.args
-        if w not in self.weights or not static_f32(x) or not static_f32(w):
-            return call
-        if call.op.name == "relax.matmul":
-            return self._dense(call, x, w)
-        if call.op.name == "relax.nn.conv2d":
-            return self._conv2d(call, x, w)
+        matmul = weight_matmul(call, self.weights)
+        if matmul is not None:
+            return self._dense(*matmul)
+        if is_op(call, "relax.nn.conv2d"):
+            x, w = call.args
+            if w in self.weights and static_f32(x) and static_f32(w):
+                return self._conv2d(call, x, w)
         return call
 
-    def _dense(self, call: relax.Call, x: relax.Expr, w: relax.Expr) -> relax.Expr:
-        if len(w.ty.shape) != 2 or len(x.ty.shape) < 2 or call.attrs.out_dtype not in ("", "float32", None):
-            return call
+    def _dense(self, x: relax.Expr, w: relax.Expr) -> relax.Expr:
         packed = self.builder_.emit(self.builder_.call_te(pack_weight, w, self.micro.cols,
                                                           primfunc_name_hint="gs_pack_weight"))
         self.count += 1

@@ -7,13 +7,13 @@ import platform
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from gearshift.errors import ArtifactError, InputError, TargetError
+from gearshift.bench import time_interleaved
+from gearshift.errors import ArtifactError, InputError, TargetError, summarize
 from gearshift.runtime.artifact import Artifact, open_artifact
 
 
@@ -36,7 +36,7 @@ class Session:
         try:
             lib = tvm.runtime.load_module(str(_content_addressed(self.artifact)))
         except Exception as err:
-            raise ArtifactError(f"{self.artifact.library}: cannot be loaded ({str(err).strip().splitlines()[-1]})") from None
+            raise ArtifactError(f"{self.artifact.library}: cannot be loaded ({summarize(err, last=True)})") from None
         self._vm = relax.VirtualMachine(lib, self._device)
         self._main = self._vm["main"]
         self.inputs = self.artifact.inputs
@@ -54,14 +54,7 @@ class Session:
     def time(self, inputs: Mapping[str, np.ndarray], repeat: int = 20, warmup: int = 3) -> list[float]:
         """Latencies in milliseconds of `repeat` runs after `warmup` runs (inputs copied to the device once)."""
         args = self._prepare(inputs)
-        for _ in range(warmup):
-            self._call(args)
-        times = []
-        for _ in range(repeat):
-            t = time.perf_counter()
-            self._call(args)
-            times.append((time.perf_counter() - t) * 1e3)
-        return times
+        return time_interleaved({"run": lambda: self._call(args)}, warmup=warmup, repeat=repeat)["run"]
 
     def _prepare(self, inputs: Mapping[str, np.ndarray]) -> list:
         import tvm
