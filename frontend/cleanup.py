@@ -10,7 +10,7 @@ when the graph is broken or uses an op that cannot be imported.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -59,10 +59,19 @@ def _name_anonymous_weights(graph: onnx.GraphProto) -> None:
         if new not in taken:
             renames[init.name] = new
             taken.add(new)
+    rename_values(graph, lambda name: renames.get(name, name))
+
+
+def rename_values(graph: onnx.GraphProto, rename: Callable[[str], str]) -> None:
+    """Rename values everywhere they appear: initializers, node inputs and outputs, graph inputs,
+    outputs and value infos."""
     for init in graph.initializer:
-        init.name = renames.get(init.name, init.name)
+        init.name = rename(init.name)
     for node in graph.node:
-        node.input[:] = [renames.get(i, i) for i in node.input]
+        node.input[:] = [rename(i) for i in node.input]
+        node.output[:] = [rename(o) for o in node.output]
+    for vi in list(graph.input) + list(graph.output) + list(graph.value_info):
+        vi.name = rename(vi.name)
 
 
 def graph_inputs(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:

@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 
 from gearshift.errors import GearshiftImportError, summarize
-from gearshift.frontend.cleanup import clean
+from gearshift.frontend.cleanup import clean, rename_values
 
 ModelLike = str | os.PathLike | onnx.ModelProto | Any  # Any: a torch.nn.Module
 Shapes = Mapping[str, Sequence[int]]
@@ -167,30 +167,15 @@ def _restore_weight_names(model: onnx.ModelProto, module: Any) -> onnx.ModelProt
         new = owner.get((value.shape, value.tobytes()))
         if new is not None and new not in names and new not in renames.values():
             renames[init.name] = new
-    graph = model.graph
-    for init in graph.initializer:
-        init.name = renames.get(init.name, init.name)
-    for node in graph.node:
-        node.input[:] = [renames.get(i, i) for i in node.input]
-    for vi in list(graph.input) + list(graph.value_info):
-        vi.name = renames.get(vi.name, vi.name)
+    rename_values(model.graph, lambda name: renames.get(name, name))
     return model
 
 
 def _strip_prefix(model: onnx.ModelProto, prefix: str) -> onnx.ModelProto:
     """Drop the wrapper's attribute name from weight names, so they read as the user's module names them."""
-    def strip(name: str) -> str:
-        return name[len(prefix):] if name.startswith(prefix) else name
-
-    graph = model.graph
-    for init in graph.initializer:
-        init.name = strip(init.name)
-    for node in graph.node:
+    rename_values(model.graph, lambda name: name.removeprefix(prefix))
+    for node in model.graph.node:
         node.name = node.name.replace(f"/{prefix[:-1]}/", "/", 1)
-        node.input[:] = [strip(i) for i in node.input]
-        node.output[:] = [strip(o) for o in node.output]
-    for vi in list(graph.input) + list(graph.output) + list(graph.value_info):
-        vi.name = strip(vi.name)
     return model
 
 
