@@ -31,7 +31,7 @@ from gearshift.errors import InputError
 from gearshift.frontend.inventory import detect_blocks
 from gearshift.relay_passes.exprs import dims, is_op, weight_matmul
 from gearshift.schedules.cpu.microkernel import Microkernel
-from gearshift.schedules.kernels.bsr import bsr_matmul, project, to_bsr
+from gearshift.schedules.kernels.bsr import Tile, bsr_matmul, choose_tile, project, to_bsr
 
 CANDIDATES = ((16, 1), (8, 1), (4, 4), (1, 16), (1, 4))
 FORMS = ("baked", "runtime")
@@ -115,27 +115,26 @@ class SparsityPlan:
 
 # -- cost model -------------------------------------------------------------------------------
 # Time in units of one vector FMA at full rate. Dense: the packed GEMM reaches ~80 % of peak here.
-# BSR: every stored block column costs ceil(r / lanes) vector FMAs per activation row, at ~50 % of
-# peak (one index and `rows` broadcasts per block), plus a per-block overhead per register block.
+# BSR along the outputs: every stored block column costs ceil(r / lanes) vector FMAs per activation
+# row, at ~50 % of peak (one index and `rows` broadcasts per block), plus a per-block overhead per
+# register block. Along the activations: r FMAs per block column per vector of activation rows, at
+# ~45 % of peak for r >= 4 and ~18 % for r = 1 or 2 (one broadcast feeds only r FMAs; measured here),
+# plus the transposition of x.
 DENSE_EFFICIENCY, SPARSE_EFFICIENCY, BLOCK_OVERHEAD = 0.8, 0.5, 2.0
+NARROW_EFFICIENCY, THIN_EFFICIENCY, TRANSPOSE_COST = 0.45, 0.18, 2.0
 
 
 def dense_cost(m: int, k: int, n: int, micro: Microkernel) -> float:
     return m * k * math.ceil(n / micro.lanes) / DENSE_EFFICIENCY
 
 
-def sparse_cost(m: int, r: int, c: int, nnz: int, micro: Microkernel) -> float:
-    rows = bsr_rows(m, r, micro)
-    return m * nnz * c * math.ceil(r / micro.lanes) / SPARSE_EFFICIENCY + (m / rows) * nnz * BLOCK_OVERHEAD
-
-
-def bsr_rows(m: int, r: int, micro: Microkernel) -> int:
-    """Activation rows per register block: as many as the accumulator budget allows, dividing m."""
-    budget = micro.rows * micro.vectors  # accumulator registers of the dense microkernel
-    rows = max(1, min(micro.rows, budget // max(1, math.ceil(r / micro.lanes))))
-    while m % rows:
-        rows -= 1
-    return rows
+def sparse_cost(m: int, k: int, r: int, c: int, nnz: int, micro: Microkernel) -> float:
+    tile = choose_tile(m, k, r, micro)
+    if tile.along == "outputs":
+        return m * nnz * c * math.ceil(r / micro.lanes) / SPARSE_EFFICIENCY + (m / tile.rows) * nnz * BLOCK_OVERHEAD
+    efficiency = NARROW_EFFICIENCY if r >= 4 else THIN_EFFICIENCY
+    return ((m / micro.lanes) * nnz * c * r / efficiency + (m / tile.rows) * nnz * BLOCK_OVERHEAD
+            + m * k / micro.lanes * TRANSPOSE_COST)
 
 
 # -- the pass ---------------------------------------------------------------------------------
@@ -237,7 +236,7 @@ class _BlockSparsify(PyExprMutator):
         (r, c), pruned_t = choice
         self.values[w] = np.ascontiguousarray(pruned_t.T)  # a layer left dense still computes the pruned function
         data, indices, indptr = to_bsr(pruned_t, r, c)
-        predicted = dense_cost(m, k, n, self.micro) / sparse_cost(m, r, c, len(indices), self.micro)
+        predicted = dense_cost(m, k, n, self.micro) / sparse_cost(m, k, r, c, len(indices), self.micro)
         report.block, report.density = f"{r}x{c}", len(indices) / ((n // r) * (k // c))
         report.nnz_blocks, report.predicted_speedup = len(indices), round(predicted, 2)
         if predicted <= 1.0:
@@ -245,7 +244,7 @@ class _BlockSparsify(PyExprMutator):
             return new
         bias_param = self.biases.get(var)
         bias = self.values[bias_param] if bias_param is not None else np.zeros(n, np.float32)
-        sizes = (m, k, n, r, c, len(indices), bsr_rows(m, r, self.micro), self.threads)
+        sizes = (m, k, n, r, c, len(indices), choose_tile(m, k, r, self.micro), self.threads)
         kernel = bsr_matmul(*sizes)
         error = check_kernel(sizes, pruned_t.T, bias, (data, indices, indptr))
         report.check_error = error
@@ -279,7 +278,7 @@ class _BlockSparsify(PyExprMutator):
         for r, c in fitting:
             pruned = wt if spec.sparsity is None else project(wt, r, c, spec.sparsity)
             nnz = int((np.abs(pruned.reshape(n // r, r, k // c, c)).sum(axis=(1, 3)) != 0).sum())
-            cost = sparse_cost(m, r, c, max(nnz, 1), self.micro)
+            cost = sparse_cost(m, k, r, c, max(nnz, 1), self.micro)
             if best is None or cost < best[0]:
                 best = (cost, (r, c), pruned)
         return best[1], best[2]
@@ -313,8 +312,8 @@ def spec_reason(spec: LayerSpec) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _host_kernel(m: int, k: int, n: int, r: int, c: int, nnz: int, rows: int, threads: int = 1):
-    kernel = bsr_matmul(m, k, n, r, c, nnz, rows, threads).with_attr("global_symbol", "main")
+def _host_kernel(m: int, k: int, n: int, r: int, c: int, nnz: int, tile: Tile, threads: int = 1):
+    kernel = bsr_matmul(m, k, n, r, c, nnz, tile, threads).with_attr("global_symbol", "main")
     return tvm.compile(tvm.IRModule({"main": kernel}), target=tvm.target.Target({"kind": "llvm"}))
 
 

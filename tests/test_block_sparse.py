@@ -11,7 +11,8 @@ from onnx import TensorProto, helper, numpy_helper
 import gearshift
 from gearshift.errors import InputError
 from gearshift.relay_passes.block_sparse import LayerSpec, SparsityPlan, check_kernel, parse_spec
-from gearshift.schedules.kernels.bsr import bsr_matmul, chunk_rows, project, to_bsr
+from gearshift.schedules.cpu.microkernel import Microkernel
+from gearshift.schedules.kernels.bsr import Tile, bsr_matmul, choose_tile, chunk_rows, project, to_bsr
 
 RNG = np.random.default_rng(11)
 
@@ -79,18 +80,32 @@ def test_projection_and_packing_roundtrip():
     assert chunk_rows(128, 768, 4) == 64 and chunk_rows(128, 3072, 4) == 16 and chunk_rows(6, 10, 3) == 6
 
 
+TILES = {"outputs": Tile("outputs", 4), "activations": Tile("activations", 16, lanes=8)}
+
+
+@pytest.mark.parametrize("along", TILES)
 @pytest.mark.parametrize("r,c", [(16, 1), (1, 16), (8, 1), (4, 4), (1, 4), (2, 8)])
-def test_kernel_every_block_shape_against_numpy(r, c):
-    m, k, n = 12, 64, 48
+def test_kernel_every_block_shape_against_numpy(r, c, along):
+    m, k, n = 32, 64, 48
     wt = project(RNG.standard_normal((n, k)).astype(np.float32), r, c, 0.6)
     bias = RNG.standard_normal(n).astype(np.float32)
     arrays = to_bsr(wt, r, c)
-    assert check_kernel((m, k, n, r, c, len(arrays[1]), 4), wt.T, bias, arrays) < 1e-6
+    assert check_kernel((m, k, n, r, c, len(arrays[1]), TILES[along]), wt.T, bias, arrays) < 1e-6
 
 
+def test_tile_choice():
+    avx2 = Microkernel(lanes=8, rows=4, vectors=3)
+    assert choose_tile(128, 768, 16, avx2) == Tile("outputs", 4, 8)  # two whole vectors per block row
+    assert choose_tile(128, 768, 4, avx2) == Tile("activations", 16, 8)  # 4 x 2 vectors of accumulators
+    assert choose_tile(128, 768, 1, avx2) == Tile("activations", 64, 8)
+    assert choose_tile(12, 768, 4, avx2).along == "outputs"  # m does not divide into vectors
+    assert choose_tile(128, 20, 4, avx2).along == "outputs"  # nor does k
+
+
+@pytest.mark.parametrize("along", TILES)
 @pytest.mark.parametrize("case", ["all-zero block rows", "fully dense", "100% sparse"])
-def test_kernel_edge_cases(case):
-    m, k, n, r, c = 8, 32, 32, 16, 1
+def test_kernel_edge_cases(case, along):
+    m, k, n, r, c = 16, 32, 32, 16, 1
     wt = RNG.standard_normal((n, k)).astype(np.float32)
     if case == "all-zero block rows":
         wt[:16] = 0
@@ -98,14 +113,16 @@ def test_kernel_edge_cases(case):
         wt[:] = 0
     arrays = to_bsr(wt, r, c)
     bias = RNG.standard_normal(n).astype(np.float32)
-    assert check_kernel((m, k, n, r, c, len(arrays[1]), 4), wt.T, bias, arrays) < 1e-6
+    assert check_kernel((m, k, n, r, c, len(arrays[1]), TILES[along]), wt.T, bias, arrays) < 1e-6
     if case == "all-zero block rows":
         assert arrays[2][1] == 0  # the first block row holds no block
 
 
 def test_kernel_refuses_shapes_that_do_not_divide():
     with pytest.raises(ValueError, match="divide"):
-        bsr_matmul(8, 30, 32, 16, 4, 4, 4)
+        bsr_matmul(8, 30, 32, 16, 4, 4, Tile("outputs", 4))
+    with pytest.raises(ValueError, match="lanes"):
+        bsr_matmul(16, 12, 32, 4, 4, 4, Tile("activations", 16, lanes=8))
 
 
 @pytest.mark.parametrize("form", ["baked", "runtime"])
