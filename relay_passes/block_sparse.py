@@ -42,13 +42,17 @@ Log = Callable[[str], None]
 
 @dataclass(frozen=True)
 class LayerSpec:
-    kind: str  # "dense" or "bsr"
-    sparsity: float | None = None  # None: keep the zeros W already has
+    kind: str  # "dense", "bsr" or "pattern"
+    sparsity: float | None = None  # bsr: fraction of blocks zeroed; pattern: of 3x3 kernels removed; None: keep W's zeros
     block: tuple[int, int] | None = None  # None: the cost model chooses
+    patterns: int | None = None  # pattern: library size K; None: the patterns W already has
 
     def __str__(self) -> str:
         if self.kind == "dense":
             return "dense"
+        if self.kind == "pattern":
+            conn = "" if self.sparsity is None else f"{self.sparsity:g}"
+            return ":".join(["pattern", str(self.patterns or ""), conn]).rstrip(":")
         sparsity = "" if self.sparsity is None else f"{self.sparsity:g}"
         block = f"{self.block[0]}x{self.block[1]}" if self.block else ""
         return ":".join(["bsr", sparsity, block]).rstrip(":")
@@ -59,9 +63,11 @@ def parse_spec(text: str) -> LayerSpec:
     parts = text.strip().lower().split(":")
     if parts == ["dense"]:
         return LayerSpec("dense")
+    if parts[0] == "pattern":
+        return _parse_pattern(text, parts)
     if parts[0] != "bsr" or len(parts) > 3:
         raise InputError(f"bad sparsity spec {text!r}: expected dense, bsr, bsr:SPARSITY or bsr:SPARSITY:RxC "
-                         f"(e.g. bsr:0.8:16x1)")
+                         f"(e.g. bsr:0.8:16x1), or pattern, pattern:K, pattern:K:CONNECTIVITY (e.g. pattern:4:0.72)")
     sparsity = None
     if len(parts) > 1 and parts[1]:
         try:
@@ -77,6 +83,28 @@ def parse_spec(text: str) -> LayerSpec:
             raise InputError(f"bad block shape {parts[2]!r} in {text!r}: expected RxC, e.g. 16x1")
         block = (int(m[1]), int(m[2]))
     return LayerSpec("bsr", sparsity, block)
+
+
+def _parse_pattern(text: str, parts: list[str]) -> LayerSpec:
+    if len(parts) > 3:
+        raise InputError(f"bad sparsity spec {text!r}: expected pattern, pattern:K or pattern:K:CONNECTIVITY")
+    k = None
+    if len(parts) > 1 and parts[1]:
+        if not parts[1].isdigit() or not 1 <= int(parts[1]) <= 56:
+            raise InputError(f"bad pattern count {parts[1]!r} in {text!r}: an integer K in [1, 56], e.g. pattern:4")
+        k = int(parts[1])
+    conn = None
+    if len(parts) > 2 and parts[2]:
+        try:
+            conn = float(parts[2])
+        except ValueError:
+            raise InputError(f"bad connectivity {parts[2]!r} in {text!r}: a fraction of 3x3 kernels removed, "
+                             f"e.g. 0.72") from None
+        if not 0.0 <= conn < 1.0:
+            raise InputError(f"connectivity {conn} in {text!r} must be in [0, 1)")
+    if conn is not None and k is None:
+        raise InputError(f"{text!r}: connectivity pruning needs a pattern count, e.g. pattern:4:{parts[2]}")
+    return LayerSpec("pattern", conn, None, k)
 
 
 @dataclass
@@ -164,6 +192,13 @@ def block_sparsify(mod: tvm.IRModule, weights: list[np.ndarray], names: list[str
     params = list(main.params[num_input:])
     values = dict(zip(params, weights))
     rewriter = _BlockSparsify(mod, values, dict(zip(params, names)), _biases(main, values), plan, micro, threads, log)
+    return rewrite_main(rewriter, main, params)
+
+
+def rewrite_main(rewriter, main: relax.Function, params: list) -> tuple:
+    """Run a weight-rewriting mutator (with .values, .names, .new_weights, .reports) over `main`;
+    weights it no longer uses are dropped, the new ones appended. Returns (mod, weights, names, reports)."""
+    num_input = len(main.params) - len(params)
     new_main = rewriter.visit_expr(main)
     used = set(relax.analysis.free_vars(new_main.body))
     kept = [p for p in params if p in used]
@@ -223,7 +258,7 @@ class _BlockSparsify(PyExprMutator):
     def _rewrite(self, var, new, x, w) -> relax.Expr:
         name = self.names[w]
         spec = self.plan.for_layer(name)
-        if spec.kind == "dense":
+        if spec.kind != "bsr":  # dense, or a pattern spec (PatternSparsify's, for 3x3 convs)
             return new
         weight = self.values[w]
         k, n = weight.shape

@@ -19,6 +19,7 @@ from tvm import relax
 from gearshift.errors import TargetError
 from gearshift.frontend.importer import Imported
 from gearshift.relay_passes.block_sparse import SparsityPlan, block_sparsify
+from gearshift.relay_passes.pattern_sparse import pattern_sparsify
 from gearshift.relay_passes import clip_gathers, split_weight_transforms
 from gearshift.relay_passes.dense_layout import pack_dense_layers
 from gearshift.relay_passes.weights import TRANSFORM, lifted_names
@@ -70,6 +71,8 @@ def build(imported: Imported, target: str | TargetInfo = "host", log: Log = lamb
         if sparsity is not None and sparsity.active:
             cores = int(tvm_target.attrs.get("num-cores", 1))
             model, weights, names, layers = block_sparsify(model, weights, names, sparsity, micro, cores, log)
+            model, weights, names, conv_layers = pattern_sparsify(model, weights, names, sparsity, micro, cores, log)
+            layers += conv_layers
             log_layers(layers, log)
         model, dense_layers = pack_dense_layers(model, micro)
         model = relax.transform.FastMathTransform()(model)  # vectorisable exp/erf/tanh (libm's are scalar)
@@ -108,16 +111,16 @@ def transform_weights(transform: tvm.IRModule, weights: list[np.ndarray]) -> lis
 
 def log_layers(layers: list, log: Log) -> None:
     for layer in layers:
-        if layer.decision == "bsr":
-            log(f"  {layer.name}: bsr {layer.block}, density {layer.density:.2f}, "
+        if layer.decision != "dense":
+            log(f"  {layer.name}: {layer.decision} {layer.block}, density {layer.density:.2f}, "
                 f"{layer.dense_bytes / 1e6:.2f} -> {layer.packed_bytes / 1e6:.2f} MB, check error {layer.check_error:.1e}")
         else:
             log(f"  {layer.name}: dense ({layer.why})")
-    sparse = [layer for layer in layers if layer.decision == "bsr"]
+    sparse = [layer for layer in layers if layer.decision != "dense"]
     if layers:
         dense_mb = sum(layer.dense_bytes for layer in layers) / 1e6
         packed_mb = sum(layer.packed_bytes for layer in layers) / 1e6
-        log(f"block-sparse: {len(sparse)} of {len(layers)} layers; weights {dense_mb:.2f} -> {packed_mb:.2f} MB")
+        log(f"sparse: {len(sparse)} of {len(layers)} layers; weights {dense_mb:.2f} -> {packed_mb:.2f} MB")
 
 
 def _unique(names: list[str]) -> list[str]:

@@ -1,0 +1,197 @@
+"""PatternSparsify: 3x3 convs -> pattern-sparse kernels (PatDNN).  This is where a dense conv
+becomes a pattern-sparse one.
+
+For every `conv2d(x, W)` of `main` with W a weight parameter, 3x3, NCHW/OIHW, ungrouped, undilated,
+stride 1 or 2, whose layer the plan gives a `pattern` spec:
+  - `pattern:K[:C]`: W is projected onto a library of the K most fitting 4-of-9 patterns, and the
+    fraction C of its kernels is removed (connectivity pruning), as `frontend.patterns.project`;
+  - `pattern`: the patterns W already has (a model trained with `PatternPruner`) are used, if every
+    kernel's nonzeros fit a 4-entry pattern keeping the centre.
+The layer stays dense (with the projected weights, so the model computes the same function) where
+the weight keeps more than `MAX_DENSITY` of its entries: the pattern kernel runs at about half the
+dense kernel's FLOP rate here, so it pays only well below half density. Every rewrite is checked on
+random input against a float64 convolution with the same weights; beyond tolerance it stays dense.
+Other convs (grouped, dilated, other kernel sizes) keep the dense path, with the reason reported.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import tvm
+from tvm import relax
+from tvm.relax.expr_functor import PyExprMutator, mutator
+
+from gearshift.frontend.patterns import library, project
+from gearshift.relay_passes.block_sparse import CHECK_ATOL, CHECK_RTOL, LayerReport, Log, SparsityPlan, rewrite_main
+from gearshift.relay_passes.exprs import dims, is_op, static_f32
+from gearshift.schedules.cpu.microkernel import Microkernel
+from gearshift.schedules.kernels.pattern_conv import out_extent, pack, padded_extent, pattern_conv2d
+
+MAX_DENSITY = 0.3  # fraction of weights kept above which a layer stays dense
+
+
+def pattern_sparsify(mod: tvm.IRModule, weights: list[np.ndarray], names: list[str], plan: SparsityPlan,
+                     micro: Microkernel, threads: int = 1, log: Log = lambda _m: None
+                     ) -> tuple[tvm.IRModule, list[np.ndarray], list[str], list[LayerReport]]:
+    """Rewrite `mod["main"]`'s pattern-spec convs (see the module docstring); as `block_sparsify`."""
+    main = mod["main"]
+    params = list(main.params[int(main.attrs["num_input"]):])
+    rewriter = _PatternSparsify(mod, dict(zip(params, weights)), dict(zip(params, names)), plan, micro, threads, log)
+    return rewrite_main(rewriter, main, params)
+
+
+def conv_problem(call: relax.Call, weights) -> str | None:
+    """Why this weight conv2d cannot take the pattern kernel, or None when it can."""
+    a, w = call.attrs, call.args[1]
+    if [int(d) for d in w.ty.shape.values][2:] != [3, 3]:
+        return "pattern kernels are 3x3 only"
+    if int(a.groups) != 1:
+        return "grouped/depthwise conv"
+    if any(int(d) != 1 for d in a.dilation):
+        return "dilated conv"
+    if (a.data_layout, a.kernel_layout, a.out_layout) != ("NCHW", "OIHW", "NCHW"):
+        return "layout other than NCHW/OIHW"
+    s = [int(v) for v in a.strides]
+    if s[0] != s[1] or s[0] not in (1, 2):
+        return f"stride {s} (1 or 2 supported)"
+    return None
+
+
+def _library_of(w: np.ndarray) -> np.ndarray | None:
+    """The patterns W already has: the fewest most-fitting candidates covering every nonzero kernel."""
+    support = (w.reshape(*w.shape[:2], 9) != 0)
+    nonzero = support.any(axis=2)
+    if (support.sum(axis=2) > 4).any():
+        return None
+    for k in (4, 6, 8, 12, 16, 24, 56):
+        masks = library(w, k)
+        fits = ~(support[:, :, None, :] & ~masks.reshape(1, 1, k, 9)).any(axis=3)
+        if fits.any(axis=2)[nonzero].all():
+            return masks
+    return None
+
+
+@mutator
+class _PatternSparsify(PyExprMutator):
+    def __init__(self, mod, values: dict, names: dict, plan: SparsityPlan, micro: Microkernel, threads: int, log: Log):
+        super().__init__(mod)
+        self.values, self.names, self.plan, self.micro, self.threads, self.log = values, names, plan, micro, threads, log
+        self.new_weights: list[tuple[relax.Var, np.ndarray]] = []
+        self.reports: list[LayerReport] = []
+
+    def visit_call_(self, call: relax.Call) -> relax.Expr:
+        new = super().visit_call_(call)
+        if not is_op(call, "relax.nn.conv2d") or call.args[1] not in self.values:
+            return new
+        x, w = call.args
+        spec = self.plan.for_layer(self.names[w])
+        if spec.kind != "pattern" or not static_f32(x) or not static_f32(w):
+            return new
+        return self._rewrite(call, new, spec)
+
+    def _rewrite(self, call: relax.Call, new: relax.Expr, spec) -> relax.Expr:
+        x, w = call.args
+        name, weight = self.names[w], self.values[w]
+        cout, cin = weight.shape[:2]
+        report = LayerReport(name, (cin * int(np.prod(weight.shape[2:])), cout), "dense", "",
+                             dense_bytes=weight.nbytes, packed_bytes=weight.nbytes)
+        self.reports.append(report)
+        problem = conv_problem(call, self.values)
+        if problem:
+            report.why = problem
+            self.log(f"  {name}: pattern sparsity not applied ({problem}); dense kernel kept")
+            return new
+        if spec.patterns is None:
+            masks = _library_of(weight)
+            if masks is None:
+                report.why = "no 4-entry pattern structure in the weight (give pattern:K to project)"
+                return new
+            pruned = weight
+        else:
+            masks = library(weight, spec.patterns)
+            pruned, _, _ = project(weight, masks, spec.sparsity or 0.0)
+            self.values[w] = pruned  # a layer left dense still computes the projected function
+        density = float((pruned != 0).mean())
+        report.block, report.density = f"{len(masks)} patterns", density
+        report.nnz_blocks = int((pruned.reshape(cout, cin, 9) != 0).any(axis=2).sum())
+        if density > MAX_DENSITY:
+            report.why = f"density {density:.2f} above {MAX_DENSITY}: the dense kernel is faster"
+            return new
+        arrays = pack(pruned, masks, self.threads)
+        n, _, h, wd = dims(x)
+        a = call.attrs
+        pads, stride = tuple(int(p) for p in a.padding), int(a.strides[0])
+        sizes = (n, cin, cout, h, wd, pads, stride, masks.tobytes(), len(masks), len(arrays[1]), self.micro.lanes,
+                 self.threads)
+        error = check_kernel(sizes, pruned, arrays)
+        report.check_error = error
+        if not error <= CHECK_ATOL + CHECK_RTOL:
+            report.why = f"numerical check failed (error {error:.2e}); kept dense"
+            self.log(f"warning: {name}: pattern kernel off by {error:.2e}; layer kept dense")
+            return new
+        report.decision, report.why = "pattern", "existing patterns" if spec.patterns is None else f"projected ({spec})"
+        report.packed_bytes = sum(arr.nbytes for arr in arrays)
+        return self._emit(name, x, masks, arrays, sizes, cout, out_extent(h, wd, pads, stride))
+
+    def _emit(self, name, x, masks, arrays, sizes, cout, extent) -> relax.Expr:
+        bb = self.builder_
+        values, channels, offsets, order = arrays
+        kernel = pattern_conv2d(*sizes[:7], masks, sizes[9], sizes[10], sizes[11])
+        structure = [channels, offsets, order]
+        if self.plan.form == "runtime":
+            structure = [self._weight(f"{name}.pattern_{part}", arr)
+                         for part, arr in zip(("channels", "offsets", "order"), structure)]
+        else:
+            structure = [relax.const(arr) for arr in structure]
+        gv = bb.add_func(kernel, "gs_pattern_conv2d")
+        n, _, _, h, w, pads, stride = sizes[:7]
+        out_shape = [n, cout, *padded_extent(h, w, pads, stride, sizes[10])]
+        out = bb.emit(relax.call_tir(gv, [self.visit_expr(x), self._weight(f"{name}.pattern_values", values),
+                                          *structure, relax.const(np.zeros(cout, np.float32))],
+                                     relax.TensorType(out_shape, "float32")))
+        if tuple(out_shape[2:]) != extent:
+            out = relax.op.strided_slice(out, axes=[2, 3], begin=[0, 0], end=list(extent))
+        return out
+
+    def _weight(self, name: str, value: np.ndarray) -> relax.Var:
+        var = relax.Var(name, relax.TensorType(value.shape, str(value.dtype)))
+        self.new_weights.append((var, value))
+        return var
+
+
+@functools.lru_cache(maxsize=32)
+def _host_kernel(n, cin, cout, h, w, pads, stride, mask_bytes, npat, kept, lanes, threads):
+    masks = np.frombuffer(mask_bytes, bool).reshape(npat, 3, 3)
+    kernel = pattern_conv2d(n, cin, cout, h, w, pads, stride, masks, kept, lanes, threads)
+    return (tvm.compile(tvm.IRModule({"main": kernel.with_attr("global_symbol", "main")}),
+                        target=tvm.target.Target({"kind": "llvm"})),
+            [n, cout, *padded_extent(h, w, pads, stride, lanes)])
+
+
+def check_kernel(sizes: tuple, w: np.ndarray, arrays) -> float:
+    """Run the kernel of `sizes` on this machine on random input: max |error| / max(1, max |ref|)
+    against a float64 convolution with the same weights."""
+    n, cin, cout, h, wd, pads, stride = sizes[:7]
+    lib, out_shape = _host_kernel(*sizes)
+    x = np.random.default_rng(0).standard_normal((n, cin, h, wd)).astype(np.float32)
+    expected = reference_conv(x, w, pads, stride)
+    out = tvm.runtime.tensor(np.zeros(out_shape, np.float32))
+    lib(tvm.runtime.tensor(x), *(tvm.runtime.tensor(a) for a in arrays),
+        tvm.runtime.tensor(np.zeros(cout, np.float32)), out)
+    oh, ow = expected.shape[2:]
+    got = out.numpy()[:, :, :oh, :ow]
+    return float(np.abs(got - expected).max() / max(1.0, np.abs(expected).max()))
+
+
+def reference_conv(x: np.ndarray, w: np.ndarray, pads: tuple, stride: int) -> np.ndarray:
+    """3x3 convolution in float64, one matmul per tap."""
+    oh, ow = out_extent(x.shape[2], x.shape[3], pads, stride)
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
+    out = np.zeros((x.shape[0], w.shape[0], oh, ow))
+    for dy in range(3):
+        for dx in range(3):
+            window = xp[:, :, dy:dy + (oh - 1) * stride + 1:stride, dx:dx + (ow - 1) * stride + 1:stride]
+            out += np.einsum("oi,nihw->nohw", w[:, :, dy, dx].astype(np.float64), window)
+    return out

@@ -1,0 +1,157 @@
+"""Pattern-sparse 3x3 convolution (PatDNN's compiler half), NCHW, written scheduled.
+
+Storage (`pack`): for every kept kernel (filter f, input channel ci) its 4 values in the pattern's
+tap order (`values[q, 4]`) and ci (`channels[q]`); kernels are grouped by filter, then by pattern,
+with `offsets[f * K + p]` the start of filter f's kernels of pattern p. No per-element index: one
+channel index per kernel, and the taps are code.
+
+Code specialisation: the loop over a filter's kernels is split into one loop per library pattern,
+and in each the pattern's 4 (dy, dx) taps are compile-time constants (the tap offset is a `Select`
+over (pattern, tap) that TVM folds away once both loops are unrolled), so the inner loop has no mask
+multiply and no branch. Each tap is `rows x vectors` FMAs along the output width: a register block of
+`rows` output rows x `vectors * lanes` output columns; loads of the same input row by neighbouring
+output rows are one load (register-load redundancy elimination, done by LLVM's CSE once the taps are
+constants). Filter kernel reordering: filters are sorted by their kept-kernel count and pattern
+histogram and dealt to the threads in turn, so the threads get equal work and neighbouring filters
+share pattern sequences; `order[f]` is the output channel filter f writes.
+
+The input is zero-padded into a workspace inside the kernel; the output is [N, CO, OHp, OWp] with the
+output extent rounded up to whole register blocks (the pass crops it). Stride 2 reads every other
+input column (LLVM gathers those loads: correct, not fast).
+
+Tunable: `rows` and `vectors` (the register block); `choose_block` is the default.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tvm
+from tvm import tirx
+from tvm.script import tirx as T
+
+
+def choose_block(oh: int, ow: int, lanes: int) -> tuple[int, int]:
+    """(rows, vectors): up to 4 vectors across the output width, and rows so that about 8
+    accumulators are live, preferring a row count that divides the output height."""
+    vectors = max(1, min(4, math.ceil(ow / lanes)))
+    most = max(1, 8 // vectors)
+    rows = next((r for r in range(most, 0, -1) if oh % r == 0), 1)
+    return (rows if rows > 1 or most == 1 else most), vectors
+
+
+def out_extent(h: int, w: int, pads: tuple[int, int, int, int], stride: int) -> tuple[int, int]:
+    """The conv's real output size for padding (top, left, bottom, right)."""
+    return (h + pads[0] + pads[2] - 3) // stride + 1, (w + pads[1] + pads[3] - 3) // stride + 1
+
+
+def padded_extent(h: int, w: int, pads: tuple[int, int, int, int], stride: int, lanes: int,
+                  block: tuple[int, int] | None = None) -> tuple[int, int]:
+    """The kernel's output extent: the real one rounded up to whole register blocks."""
+    oh, ow = out_extent(h, w, pads, stride)
+    rows, vectors = block or choose_block(oh, ow, lanes)
+    return math.ceil(oh / rows) * rows, math.ceil(ow / (vectors * lanes)) * vectors * lanes
+
+
+def pattern_conv2d(n: int, cin: int, cout: int, h: int, w: int, pads: tuple[int, int, int, int], stride: int,
+                   masks: np.ndarray, kept: int, lanes: int, threads: int = 1,
+                   block: tuple[int, int] | None = None) -> tvm.tirx.PrimFunc:
+    """The kernel for fixed sizes: (x[N, CI, H, W], values[kept, 4], channels[kept],
+    offsets[CO * K + 1], order[CO], bias[CO]) -> y[N, CO, OHp, OWp]."""
+    oh, ow = out_extent(h, w, pads, stride)
+    rows, vectors = block or choose_block(oh, ow, lanes)
+    width = vectors * lanes
+    ohp, owp = padded_extent(h, w, pads, stride, lanes, block)
+    hp, wp = (ohp - 1) * stride + 3, (owp - 1) * stride + 3
+    npat, kept = len(masks), max(kept, 1)
+    taps = [[divmod(int(c), 3) for c in np.flatnonzero(m.ravel())] for m in masks]
+    if any(len(t) != 4 for t in taps):
+        raise ValueError("pattern_conv2d: every pattern must keep exactly 4 entries")
+    parts = max(d for d in range(1, max(1, threads) + 1) if cout % d == 0)
+    share, top, left = cout // parts, pads[0], pads[1]
+
+    def tap(p, t, axis: int):  # the (p, t) tap's dy or dx as a Select chain, constant once p and t are
+        def over_t(pp):
+            e = tirx.IntImm("int32", taps[pp][3][axis])
+            for tt in range(2, -1, -1):
+                e = tirx.Select(t == tt, tirx.IntImm("int32", taps[pp][tt][axis]), e)
+            return e
+        e = over_t(npat - 1)
+        for pp in range(npat - 2, -1, -1):
+            e = tirx.Select(p == pp, over_t(pp), e)
+        return e
+
+    @T.prim_func(private=True)
+    def kernel(x: T.Buffer((n, cin, h, w), "float32"), values: T.Buffer((kept, 4), "float32"),
+               channels: T.Buffer((kept,), "int32"), offsets: T.Buffer((cout * npat + 1,), "int32"),
+               order: T.Buffer((cout,), "int32"), b: T.Buffer((cout,), "float32"),
+               y: T.Buffer((n, cout, ohp, owp), "float32")):
+        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
+        xp = T.alloc_buffer((n, cin, hp, wp), "float32")
+        for nc in T.parallel(n * cin):
+            for i, j in T.grid(hp, wp):
+                xp[nc // cin, nc % cin, i, j] = T.if_then_else(
+                    top <= i and i < top + h and left <= j and j < left + w,
+                    x[nc // cin, nc % cin, T.min(T.max(i - top, 0), h - 1), T.min(T.max(j - left, 0), w - 1)],
+                    T.float32(0))
+        for part in T.parallel(parts):
+            for img, yt in T.grid(n, ohp // rows):
+                for fi in range(share):
+                    for xt in range(owp // width):
+                        acc = T.alloc_buffer((rows, vectors, lanes), "float32", scope="local")
+                        for r, v in T.grid(rows, vectors):
+                            for e in T.vectorized(lanes):
+                                acc[r, v, e] = b[order[part * share + fi]]
+                        for p in T.unroll(npat):
+                            for q in range(offsets[(part * share + fi) * npat + p],
+                                           offsets[(part * share + fi) * npat + p + 1]):
+                                for t in T.unroll(4):
+                                    for r in T.unroll(rows):
+                                        for v in T.unroll(vectors):
+                                            for e in T.vectorized(lanes):
+                                                acc[r, v, e] = acc[r, v, e] + xp[
+                                                    img, channels[q], (yt * rows + r) * stride + tap(p, t, 0),
+                                                    (xt * width + v * lanes + e) * stride + tap(p, t, 1)] * values[q, t]
+                        for r in T.unroll(rows):
+                            for v in T.unroll(vectors):
+                                for e in T.vectorized(lanes):
+                                    y[img, order[part * share + fi], yt * rows + r, xt * width + v * lanes + e] = acc[r, v, e]
+
+    return kernel
+
+
+def pack(w: np.ndarray, masks: np.ndarray, threads: int = 1) -> tuple[np.ndarray, ...]:
+    """w [CO, CI, 3, 3] whose every kernel is zero or inside one of `masks` -> (values, channels,
+    offsets, order) as `pattern_conv2d` reads them. Raises ValueError for a kernel outside the library."""
+    cout, cin = w.shape[:2]
+    flat = w.reshape(cout, cin, 9)
+    support = flat != 0
+    fits = ~(support[:, :, None, :] & ~masks.reshape(1, 1, len(masks), 9)).any(axis=3)  # [CO, CI, K]
+    nonzero = support.any(axis=2)
+    if (nonzero & ~fits.any(axis=2)).any():
+        raise ValueError("a kernel's nonzeros fit no pattern of the library")
+    ids = np.where(nonzero, fits.argmax(axis=2), -1)
+    order = reorder(ids, len(masks), threads)
+    values, channels, offsets = [], [], [0]
+    tap_cells = [np.flatnonzero(m.ravel()) for m in masks]
+    for f in order:
+        for p in range(len(masks)):
+            for ci in np.flatnonzero(ids[f] == p):
+                values.append(flat[f, ci, tap_cells[p]])
+                channels.append(ci)
+            offsets.append(len(channels))
+    if not channels:  # keep the arrays non-empty: one zero kernel that no offset range covers
+        values, channels = [np.zeros(4, np.float32)], [0]
+    return (np.asarray(values, np.float32).reshape(-1, 4), np.asarray(channels, np.int32),
+            np.asarray(offsets, np.int32), np.asarray(order, np.int32))
+
+
+def reorder(ids: np.ndarray, npat: int, threads: int) -> list[int]:
+    """Filter kernel reordering: filters sorted by kept-kernel count, then pattern histogram, and
+    dealt round-robin into `threads` contiguous shares (equal work per thread, similar filters adjacent)."""
+    cout = ids.shape[0]
+    parts = max(d for d in range(1, max(1, threads) + 1) if cout % d == 0)
+    hist = np.stack([(ids == p).sum(axis=1) for p in range(npat)], axis=1)
+    ranked = sorted(range(cout), key=lambda f: (-int((ids[f] >= 0).sum()), *(-hist[f]), f))
+    return [f for part in range(parts) for f in ranked[part::parts]]
