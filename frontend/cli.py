@@ -57,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     com.add_argument("--force", action="store_true", help="replace an existing artifact directory")
     com.add_argument("--sparsity", metavar="SPEC",
                      help="what every weight layer becomes: dense, bsr (keep the zeros it has), bsr:0.8 "
-                          "(80%% of blocks zero, block shape by cost model), bsr:0.8:16x1")
+                          "(80%% of blocks zero, block shape by cost model), bsr:0.8:16x1; for 3x3 convs: pattern (keep "
+                          "the patterns it has), pattern:4:0.72 (4 patterns of 4-of-9, 72%% of kernels removed)")
     com.add_argument("--layer-sparsity", action="append", default=[], metavar="REGEX=SPEC",
                      help="override --sparsity for layers whose weight name matches REGEX (repeatable; "
                           "first match wins), e.g. 'attention=dense' or 'intermediate=bsr:0.9:16x1'")
