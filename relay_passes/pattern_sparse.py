@@ -42,7 +42,7 @@ def pattern_sparsify(mod: tvm.IRModule, weights: list[np.ndarray], names: list[s
     return rewrite_main(rewriter, main, params)
 
 
-def conv_problem(call: relax.Call, weights) -> str | None:
+def conv_problem(call: relax.Call) -> str | None:
     """Why this weight conv2d cannot take the pattern kernel, or None when it can."""
     a, w = call.attrs, call.args[1]
     if [int(d) for d in w.ty.shape.values][2:] != [3, 3]:
@@ -98,7 +98,7 @@ class _PatternSparsify(PyExprMutator):
         report = LayerReport(name, (cin * int(np.prod(weight.shape[2:])), cout), "dense", "",
                              dense_bytes=weight.nbytes, packed_bytes=weight.nbytes)
         self.reports.append(report)
-        problem = conv_problem(call, self.values)
+        problem = conv_problem(call)
         if problem:
             report.why = problem
             self.log(f"  {name}: pattern sparsity not applied ({problem}); dense kernel kept")
