@@ -17,9 +17,7 @@ import argparse
 from common import log, table, write_results  # first: sets thread env
 import numpy as np
 import torch
-from prune_digits import accuracy, train
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
+from prune_digits import accuracy, dense_twin, digits_split, train
 from torch import nn
 
 import gearshift
@@ -48,18 +46,9 @@ class Pruners:
 
 
 def run_seed(seed: int, epochs: int) -> dict:
-    digits = load_digits()
-    x = (digits.data / 16.0).astype(np.float32)
-    x_train, x_test, y_train, y_test = train_test_split(x, digits.target, test_size=0.3, random_state=seed,
-                                                        stratify=digits.target)
-    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train).long()
-    xv, yv = torch.from_numpy(x_test), torch.from_numpy(y_test).long()
-    dense = make_model(seed)
-    train(dense, xt, yt, epochs, 1e-3, seed=seed)
-    dense_acc = accuracy(dense, xv, yv)
-
-    pruned = make_model(seed)
-    pruned.load_state_dict(dense.state_dict())
+    data = digits_split(seed)
+    x_test, y_test, xt, yt, xv, yv = data
+    dense_acc, pruned = dense_twin(make_model, seed, epochs, data)
     first = PatternPruner(pruned, patterns=4, connectivity=0.0, layers="^1$", rho=1e-2, update_every=20)
     second = PatternPruner(pruned, patterns=4, connectivity=0.6, layers="^3$", rho=1e-2, update_every=20)
     train(pruned, xt, yt, epochs, 1e-3, pruner=Pruners(first, second), seed=seed + 1)  # ADMM phase

@@ -12,6 +12,7 @@ Writes benchmarks/results/prune_digits.{json,md}.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from common import log, table, write_results  # first: sets thread env
 import numpy as np
@@ -52,20 +53,31 @@ def accuracy(model: nn.Module, x, y) -> float:
         return float((model(x).argmax(1) == y).float().mean())
 
 
-def run_seed(seed: int, epochs: int, sparsity_target: float) -> dict:
+def digits_split(seed: int) -> tuple:
+    """(x_test, y_test as numpy; x_train, y_train, x_test, y_test as torch): 70/30, stratified."""
     digits = load_digits()
     x = (digits.data / 16.0).astype(np.float32)
     x_train, x_test, y_train, y_test = train_test_split(x, digits.target, test_size=0.3, random_state=seed,
                                                         stratify=digits.target)
-    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train).long()
-    xv, yv = torch.from_numpy(x_test), torch.from_numpy(y_test).long()
+    return (x_test, y_test, torch.from_numpy(x_train), torch.from_numpy(y_train).long(),
+            torch.from_numpy(x_test), torch.from_numpy(y_test).long())
 
-    dense = make_model(seed)
+
+def dense_twin(make: Callable[[int], nn.Module], seed: int, epochs: int, data: tuple) -> tuple[float, nn.Module]:
+    """Train the dense model; return its test accuracy and a copy to prune (pruning starts from the
+    dense twin, as the papers do)."""
+    xt, yt, xv, yv = data[2:]
+    dense = make(seed)
     train(dense, xt, yt, epochs, 1e-3, seed=seed)
-    dense_acc = accuracy(dense, xv, yv)
+    pruned = make(seed)
+    pruned.load_state_dict(dense.state_dict())
+    return accuracy(dense, xv, yv), pruned
 
-    pruned = make_model(seed)
-    pruned.load_state_dict(dense.state_dict())  # start from the dense twin, as the paper does
+
+def run_seed(seed: int, epochs: int, sparsity_target: float) -> dict:
+    data = digits_split(seed)
+    x_test, y_test, xt, yt, xv, yv = data
+    dense_acc, pruned = dense_twin(make_model, seed, epochs, data)
     pruner = BlockPruner(pruned, block=(16, 1), sparsity=sparsity_target, layers=r"^[02]$", lam=5e-4, refresh_every=20)
     train(pruned, xt, yt, epochs // 2, 1e-3, pruner=pruner, seed=seed + 1)  # group lasso phase
     pruner.prune()

@@ -54,6 +54,12 @@ def library(w: np.ndarray, k: int) -> np.ndarray:
     return every[sorted(order[:k])]
 
 
+def fits(w: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Whether each kernel's nonzeros lie inside each mask: [O, I, len(masks)] bool (a zero kernel fits all)."""
+    support = w.reshape(*w.shape[:2], 1, 9) != 0
+    return ~(support & ~masks.reshape(1, 1, len(masks), 9)).any(axis=3)
+
+
 def assign(w: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """Each kernel's pattern: the index into `masks` keeping most of its energy, [O, I]."""
     return _energy(w, masks).argmax(axis=2)

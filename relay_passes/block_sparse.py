@@ -195,6 +195,13 @@ def block_sparsify(mod: tvm.IRModule, weights: list[np.ndarray], names: list[str
     return rewrite_main(rewriter, main, params)
 
 
+def new_weight(new_weights: list, name: str, value: np.ndarray) -> relax.Var:
+    """A fresh weight parameter for `value`, recorded in `new_weights` (appended to main's params by `rewrite_main`)."""
+    var = relax.Var(name, relax.TensorType(value.shape, str(value.dtype)))
+    new_weights.append((var, value))
+    return var
+
+
 def rewrite_main(rewriter, main: relax.Function, params: list) -> tuple:
     """Run a weight-rewriting mutator (with .values, .names, .new_weights, .reports) over `main`;
     weights it no longer uses are dropped, the new ones appended. Returns (mod, weights, names, reports)."""
@@ -322,9 +329,10 @@ class _BlockSparsify(PyExprMutator):
         bb = self.builder_
         x_new = self.visit_expr(x)
         x2 = bb.emit(relax.op.reshape(x_new, (m, k))) if len(x.ty.shape) != 2 else x_new
-        data_var = self._weight(f"{name}.bsr_data", data)
+        data_var = new_weight(self.new_weights, f"{name}.bsr_data", data)
         if self.plan.form == "runtime":
-            structure = [self._weight(f"{name}.bsr_indices", indices), self._weight(f"{name}.bsr_indptr", indptr)]
+            structure = [new_weight(self.new_weights, f"{name}.bsr_indices", indices),
+                         new_weight(self.new_weights, f"{name}.bsr_indptr", indptr)]
         else:
             structure = [relax.const(indices), relax.const(indptr)]
         bias = self.visit_expr(bias_param) if bias_param is not None else relax.const(np.zeros(n, np.float32))
@@ -334,10 +342,6 @@ class _BlockSparsify(PyExprMutator):
             out = relax.op.reshape(bb.emit(out), [*dims(x)[:-1], n])
         return out
 
-    def _weight(self, name: str, value: np.ndarray) -> relax.Var:
-        var = relax.Var(name, relax.TensorType(value.shape, str(value.dtype)))
-        self.new_weights.append((var, value))
-        return var
 
 
 def spec_reason(spec: LayerSpec) -> str:

@@ -23,8 +23,9 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from gearshift.frontend.patterns import library, project
-from gearshift.relay_passes.block_sparse import CHECK_ATOL, CHECK_RTOL, LayerReport, Log, SparsityPlan, rewrite_main
+from gearshift.frontend.patterns import fits, library, project
+from gearshift.relay_passes.block_sparse import (CHECK_ATOL, CHECK_RTOL, LayerReport, Log, SparsityPlan, new_weight,
+                                                rewrite_main)
 from gearshift.relay_passes.exprs import dims, is_op, static_f32
 from gearshift.schedules.cpu.microkernel import Microkernel
 from gearshift.schedules.kernels.pattern_conv import out_extent, pack, padded_extent, pattern_conv2d
@@ -67,8 +68,7 @@ def _library_of(w: np.ndarray) -> np.ndarray | None:
         return None
     for k in (4, 6, 8, 12, 16, 24, 56):
         masks = library(w, k)
-        fits = ~(support[:, :, None, :] & ~masks.reshape(1, 1, k, 9)).any(axis=3)
-        if fits.any(axis=2)[nonzero].all():
+        if fits(w, masks).any(axis=2)[nonzero].all():
             return masks
     return None
 
@@ -141,24 +141,19 @@ class _PatternSparsify(PyExprMutator):
         kernel = pattern_conv2d(*sizes[:7], masks, sizes[9], sizes[10], sizes[11])
         structure = [channels, offsets, order]
         if self.plan.form == "runtime":
-            structure = [self._weight(f"{name}.pattern_{part}", arr)
+            structure = [new_weight(self.new_weights, f"{name}.pattern_{part}", arr)
                          for part, arr in zip(("channels", "offsets", "order"), structure)]
         else:
             structure = [relax.const(arr) for arr in structure]
         gv = bb.add_func(kernel, "gs_pattern_conv2d")
         n, _, _, h, w, pads, stride = sizes[:7]
         out_shape = [n, cout, *padded_extent(h, w, pads, stride, sizes[10])]
-        out = bb.emit(relax.call_tir(gv, [self.visit_expr(x), self._weight(f"{name}.pattern_values", values),
+        out = bb.emit(relax.call_tir(gv, [self.visit_expr(x), new_weight(self.new_weights, f"{name}.pattern_values", values),
                                           *structure, relax.const(np.zeros(cout, np.float32))],
                                      relax.TensorType(out_shape, "float32")))
         if tuple(out_shape[2:]) != extent:
             out = relax.op.strided_slice(out, axes=[2, 3], begin=[0, 0], end=list(extent))
         return out
-
-    def _weight(self, name: str, value: np.ndarray) -> relax.Var:
-        var = relax.Var(name, relax.TensorType(value.shape, str(value.dtype)))
-        self.new_weights.append((var, value))
-        return var
 
 
 @functools.lru_cache(maxsize=32)

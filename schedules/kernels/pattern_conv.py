@@ -31,6 +31,8 @@ import tvm
 from tvm import tirx
 from tvm.script import tirx as T
 
+from gearshift.frontend.patterns import fits
+
 
 def choose_block(oh: int, ow: int, lanes: int) -> tuple[int, int]:
     """(rows, vectors): up to 4 vectors across the output width, and rows so that about 8
@@ -126,12 +128,11 @@ def pack(w: np.ndarray, masks: np.ndarray, threads: int = 1) -> tuple[np.ndarray
     offsets, order) as `pattern_conv2d` reads them. Raises ValueError for a kernel outside the library."""
     cout, cin = w.shape[:2]
     flat = w.reshape(cout, cin, 9)
-    support = flat != 0
-    fits = ~(support[:, :, None, :] & ~masks.reshape(1, 1, len(masks), 9)).any(axis=3)  # [CO, CI, K]
-    nonzero = support.any(axis=2)
-    if (nonzero & ~fits.any(axis=2)).any():
+    fitting = fits(w, masks)
+    nonzero = (flat != 0).any(axis=2)
+    if (nonzero & ~fitting.any(axis=2)).any():
         raise ValueError("a kernel's nonzeros fit no pattern of the library")
-    ids = np.where(nonzero, fits.argmax(axis=2), -1)
+    ids = np.where(nonzero, fitting.argmax(axis=2), -1)
     order = reorder(ids, len(masks), threads)
     values, channels, offsets = [], [], [0]
     tap_cells = [np.flatnonzero(m.ravel()) for m in masks]
