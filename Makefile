@@ -17,12 +17,12 @@ $(STAMP):
 	$(PY) -m pip install -q -e ".[test,bench]"
 	@rm -f $(VENV)/.installed-*; touch $@
 
-# ARM targets link with Debian's aarch64 cross compiler.
+# ARM targets link with Debian's aarch64 cross compiler; the ARM kernel tests run under qemu-user.
 system-deps:
-	@command -v aarch64-linux-gnu-gcc >/dev/null || { \
-	  echo "installing gcc-aarch64-linux-gnu (Debian) for ARM targets"; \
+	@command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/null || { \
+	  echo "installing gcc-aarch64-linux-gnu and qemu-user (Debian) for ARM targets"; \
 	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq gcc-aarch64-linux-gnu >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq gcc-aarch64-linux-gnu qemu-user >/dev/null; }
 
 demo: setup
 	$(PY) -m gearshift.frontend.cli demo
