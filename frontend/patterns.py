@@ -1,4 +1,4 @@
-"""Pattern pruning of 3x3 convolutions, training side (PatDNN; same API family as `BlockPruner`).
+"""Pattern pruning, training side: 3x3 convolutions (PatDNN) and blocks of dense layers (RT3).
 
 A pattern keeps 4 of a 3x3 kernel's 9 entries, the centre always among them (56 candidates). A
 layer uses a small library of K patterns: every kernel takes the library pattern that keeps most of
@@ -38,46 +38,123 @@ def candidates() -> np.ndarray:
     return masks.reshape(56, 3, 3)
 
 
-def _energy(w: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """Kept L2 energy of every kernel under every mask: [O, I, len(masks)]."""
-    return np.einsum("oik,pk->oip", (w.astype(np.float64) ** 2).reshape(*w.shape[:2], 9),
-                     masks.reshape(len(masks), 9).astype(np.float64))
+def _energy(units: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Kept L2 energy of every unit (kernel or block, flattened: [A, B, S]) under every mask [P, S]: [A, B, P]."""
+    return np.einsum("abs,ps->abp", units.astype(np.float64) ** 2, masks.astype(np.float64))
+
+
+def _kernels(w: np.ndarray) -> np.ndarray:
+    return w.reshape(*w.shape[:2], 9)
 
 
 def library(w: np.ndarray, k: int) -> np.ndarray:
     """The k candidate patterns that fit most kernels of w [O, I, 3, 3] best (ties: candidate order)."""
     every = candidates()
-    energy = _energy(w, every)
+    energy = _energy(_kernels(w), every.reshape(len(every), 9))
     best = energy.argmax(axis=2)[energy.max(axis=2) > 0]  # all-zero kernels vote for no pattern
     counts = np.bincount(best, minlength=len(every))
     order = sorted(range(len(every)), key=lambda p: (-counts[p], p))
     return every[sorted(order[:k])]
 
 
+def _fits(units: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    support = units[:, :, None, :] != 0
+    return ~(support & ~masks[None, None]).any(axis=3)
+
+
 def fits(w: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """Whether each kernel's nonzeros lie inside each mask: [O, I, len(masks)] bool (a zero kernel fits all)."""
-    support = w.reshape(*w.shape[:2], 1, 9) != 0
-    return ~(support & ~masks.reshape(1, 1, len(masks), 9)).any(axis=3)
+    return _fits(_kernels(w), masks.reshape(len(masks), 9))
 
 
 def assign(w: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """Each kernel's pattern: the index into `masks` keeping most of its energy, [O, I]."""
-    return _energy(w, masks).argmax(axis=2)
+    return _energy(_kernels(w), masks.reshape(len(masks), 9)).argmax(axis=2)
+
+
+def _project(units: np.ndarray, masks: np.ndarray, removed: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if not 0.0 <= removed < 1.0:
+        raise ValueError(f"connectivity (fraction of kernels or blocks removed) must be in [0, 1), got {removed}")
+    ids = _energy(units, masks).argmax(axis=2)
+    out = units * masks[ids]
+    norms = np.sqrt((out.astype(np.float64) ** 2).sum(axis=2))
+    keep = int(round(norms.size * (1.0 - removed)))
+    kept = np.zeros(norms.size, bool)
+    kept[np.argsort(-norms, axis=None, kind="stable")[:keep]] = True
+    kept = kept.reshape(norms.shape)
+    return (out * kept[:, :, None]).astype(units.dtype), ids, kept
 
 
 def project(w: np.ndarray, masks: np.ndarray, connectivity: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The nearest weight (in L2, greedily) with every kernel in a library pattern and the
     `connectivity` fraction of kernels removed. Returns (weight, pattern ids [O, I], kept [O, I])."""
-    if not 0.0 <= connectivity < 1.0:
-        raise ValueError(f"connectivity (fraction of kernels removed) must be in [0, 1), got {connectivity}")
-    ids = assign(w, masks)
-    out = w * masks[ids]
-    norms = np.sqrt((out.astype(np.float64) ** 2).sum(axis=(2, 3)))
-    keep = int(round(norms.size * (1.0 - connectivity)))
-    kept = np.zeros(norms.size, bool)
-    kept[np.argsort(-norms, axis=None, kind="stable")[:keep]] = True
-    kept = kept.reshape(norms.shape)
-    return (out * kept[:, :, None, None]).astype(w.dtype), ids, kept
+    out, ids, kept = _project(_kernels(w), masks.reshape(len(masks), 9), connectivity)
+    return out.reshape(w.shape), ids, kept
+
+
+# -- block patterns for dense layers (RT3) -------------------------------------------------------
+# Wᵀ [N outputs, K inputs] is cut into r x c blocks (r outputs x c inputs, as for BSR); a pattern is
+# a mask over a block keeping `entries` of its r*c weights. Candidates are too many to enumerate
+# (12,870 masks keep 8 of 16), so the library is found by Lloyd iterations: each block takes the mask
+# keeping most of its energy, each mask becomes the top entries of its blocks' summed energy.
+
+def _blocks(wt: np.ndarray, r: int, c: int) -> np.ndarray:
+    n, k = wt.shape
+    if n % r or k % c:
+        raise ValueError(f"weight [N={n}, K={k}] does not divide into {r}x{c} blocks")
+    return wt.reshape(n // r, r, k // c, c).transpose(0, 2, 1, 3).reshape(n // r, k // c, r * c)
+
+
+def _unblocks(units: np.ndarray, r: int, c: int) -> np.ndarray:
+    br, bc, _ = units.shape
+    return units.reshape(br, bc, r, c).transpose(0, 2, 1, 3).reshape(br * r, bc * c)
+
+
+def _top(energy: np.ndarray, entries: int) -> np.ndarray:
+    """Masks keeping the `entries` largest of each row of `energy` [..., S] (ties: lowest index)."""
+    order = np.argsort(-energy, axis=-1, kind="stable")[..., :entries]
+    masks = np.zeros(energy.shape, bool)
+    np.put_along_axis(masks, order, True, axis=-1)
+    return masks
+
+
+def block_library(wt: np.ndarray, r: int, c: int, entries: int, k: int, iterations: int = 10) -> np.ndarray:
+    """k masks [k, r, c] over the r x c blocks of Wᵀ, each keeping `entries` weights, chosen to keep
+    most energy: started from the most frequent best masks, refined by Lloyd iterations."""
+    if not 1 <= entries <= r * c:
+        raise ValueError(f"a {r}x{c} block pattern keeps between 1 and {r * c} entries, got {entries}")
+    units = _blocks(wt, r, c).reshape(-1, r * c).astype(np.float64) ** 2
+    units = units[units.sum(axis=1) > 0]  # all-zero blocks vote for no pattern
+    if not len(units):
+        units = np.ones((1, r * c))
+    best, counts = np.unique(_top(units, entries), axis=0, return_counts=True)
+    masks = best[np.argsort(-counts, kind="stable")[:k]]
+    for extra in _top(np.random.default_rng(0).random((4 * k, r * c)), entries):  # too few distinct: add others
+        if len(masks) < k and not (masks == extra).all(axis=1).any():
+            masks = np.vstack([masks, extra])
+    for _ in range(iterations):
+        ids = (units @ masks.T).argmax(axis=1)
+        sums = np.stack([units[ids == p].sum(axis=0) if (ids == p).any() else masks[p] * 1.0 for p in range(len(masks))])
+        new = _top(sums, entries)
+        if (new == masks).all():
+            break
+        masks = new
+    order = np.lexsort(masks.T[::-1])  # a canonical order, so equal libraries compare equal
+    return masks[order].reshape(len(masks), r, c)
+
+
+def block_fits(wt: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Whether each r x c block's nonzeros lie inside each mask: [N/r, K/c, len(masks)] bool."""
+    p, r, c = masks.shape
+    return _fits(_blocks(wt, r, c), masks.reshape(p, r * c))
+
+
+def block_project(wt: np.ndarray, masks: np.ndarray, removed: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The nearest Wᵀ (greedily, in L2) with every r x c block in a library pattern and the `removed`
+    fraction of blocks zeroed (block pruning). Returns (Wᵀ, pattern ids, kept), per block."""
+    p, r, c = masks.shape
+    out, ids, kept = _project(_blocks(wt, r, c), masks.reshape(p, r * c), removed)
+    return _unblocks(out, r, c), ids, kept
 
 
 def is_pattern_conv(module: nn.Module) -> bool:
@@ -94,25 +171,39 @@ class _Mask(nn.Module):
         return weight * self.mask
 
 
+def is_pattern_linear(module: nn.Module, block: tuple[int, int]) -> bool:
+    """A Linear layer whose weight [out, in] (= Wᵀ) divides into r x c blocks."""
+    return (isinstance(module, nn.Linear) and module.out_features % block[0] == 0
+            and module.in_features % block[1] == 0)
+
+
 class PatternPruner:
     """ADMM towards `patterns`-pattern libraries plus connectivity pruning, then masked fine-tuning.
 
-    patterns: library size K per layer (4, 6, 8, ...); connectivity: fraction of 3x3 kernels removed
-    per layer; layers: regex on module names; rho: ADMM penalty weight; update_every: optimiser
-    steps between Z/U updates (the library is re-extracted from W + U at each update).
+    patterns: library size K per layer (4, 6, 8, ...); connectivity: fraction of 3x3 kernels (or of
+    blocks, for dense layers) removed per layer; layers: regex on module names; rho: ADMM penalty
+    weight; update_every: optimiser steps between Z/U updates (the library is re-extracted from W + U
+    at each update). dense: also prune Linear layers with block patterns (RT3): `block` r x c
+    (outputs x inputs), each pattern keeping `entries` of its weights.
     """
 
     def __init__(self, model: nn.Module, *, patterns: int = 4, connectivity: float = 0.0, layers: str = r".*",
-                 rho: float = 1e-3, update_every: int = 50):
+                 rho: float = 1e-3, update_every: int = 50, dense: bool = False, block: tuple[int, int] = (4, 4),
+                 entries: int = 8):
         if not 1 <= patterns <= 56:
             raise ValueError(f"patterns must be in [1, 56], got {patterns}")
         if not 0.0 <= connectivity < 1.0:
             raise ValueError(f"connectivity must be in [0, 1), got {connectivity}")
+        if not 1 <= entries <= block[0] * block[1]:
+            raise ValueError(f"entries must be in [1, {block[0] * block[1]}] for {block[0]}x{block[1]} blocks, got {entries}")
         self.patterns, self.connectivity, self.rho, self.update_every = patterns, connectivity, rho, update_every
+        self.block, self.entries = block, entries
         regex = re.compile(layers)
-        self.modules = {name: m for name, m in model.named_modules() if is_pattern_conv(m) and regex.search(name)}
+        self.modules = {name: m for name, m in model.named_modules() if regex.search(name) and (
+            is_pattern_conv(m) or (dense and is_pattern_linear(m, block)))}
         if not self.modules:
-            raise ValueError(f"no 3x3 ungrouped Conv2d layer matches {layers!r}")
+            kinds = "3x3 ungrouped Conv2d" + (f" or Linear (dividing into {block[0]}x{block[1]} blocks)" if dense else "")
+            raise ValueError(f"no {kinds} layer matches {layers!r}")
         self.z: dict[str, torch.Tensor] = {}
         self.u = {name: torch.zeros_like(m.weight) for name, m in self.modules.items()}
         self.libraries: dict[str, np.ndarray] = {}
@@ -121,9 +212,13 @@ class PatternPruner:
 
     def _project(self, name: str, w: torch.Tensor) -> torch.Tensor:
         value = w.detach().cpu().numpy()
-        self.libraries[name] = library(value, self.patterns)
-        projected, _, _ = project(value, self.libraries[name], self.connectivity)
-        return torch.from_numpy(projected).to(w)
+        if isinstance(self.modules[name], nn.Linear):
+            self.libraries[name] = block_library(value, *self.block, self.entries, self.patterns)
+            projected, _, _ = block_project(value, self.libraries[name], self.connectivity)
+        else:
+            self.libraries[name] = library(value, self.patterns)
+            projected, _, _ = project(value, self.libraries[name], self.connectivity)
+        return torch.from_numpy(np.ascontiguousarray(projected)).to(w)
 
     def update(self) -> None:
         """Z = proj(W + U) (the Z-step), then U = U + W - Z (the dual update)."""

@@ -31,9 +31,12 @@ from gearshift.errors import InputError
 from gearshift.frontend.inventory import detect_blocks
 from gearshift.relay_passes.exprs import dims, is_op, weight_matmul
 from gearshift.schedules.cpu.microkernel import Microkernel
-from gearshift.schedules.kernels.bsr import Tile, bsr_matmul, choose_tile, project, to_bsr
+from gearshift.frontend.patterns import block_library, block_project
+from gearshift.schedules.kernels.bsr import Tile, bsr_matmul, choose_tile, project, to_block_patterns, to_bsr
 
 CANDIDATES = ((16, 1), (8, 1), (4, 4), (1, 16), (1, 4))
+PATTERN_BLOCK = (4, 4)  # the block of dense-layer patterns when the spec names none
+PATTERN_BLOCKS = ((4, 4), (8, 1), (2, 8), (4, 8), (8, 4))  # where existing patterns are looked for
 FORMS = ("baked", "runtime")
 CHECK_ATOL, CHECK_RTOL = 1e-4, 1e-3
 
@@ -43,16 +46,18 @@ Log = Callable[[str], None]
 @dataclass(frozen=True)
 class LayerSpec:
     kind: str  # "dense", "bsr" or "pattern"
-    sparsity: float | None = None  # bsr: fraction of blocks zeroed; pattern: of 3x3 kernels removed; None: keep W's zeros
-    block: tuple[int, int] | None = None  # None: the cost model chooses
+    sparsity: float | None = None  # bsr: fraction of blocks zeroed; pattern: of 3x3 kernels or blocks removed; None: keep W's zeros
+    block: tuple[int, int] | None = None  # bsr: None = the cost model chooses; pattern (dense layers): None = 4x4
     patterns: int | None = None  # pattern: library size K; None: the patterns W already has
+    entries: int | None = None  # pattern, dense layers: weights each block pattern keeps (None: half the block)
 
     def __str__(self) -> str:
         if self.kind == "dense":
             return "dense"
         if self.kind == "pattern":
             conn = "" if self.sparsity is None else f"{self.sparsity:g}"
-            return ":".join(["pattern", str(self.patterns or ""), conn]).rstrip(":")
+            block = f"{self.block[0]}x{self.block[1]}" if self.block else ""
+            return ":".join(["pattern", str(self.patterns or ""), conn, block, str(self.entries or "")]).rstrip(":")
         sparsity = "" if self.sparsity is None else f"{self.sparsity:g}"
         block = f"{self.block[0]}x{self.block[1]}" if self.block else ""
         return ":".join(["bsr", sparsity, block]).rstrip(":")
@@ -86,8 +91,10 @@ def parse_spec(text: str) -> LayerSpec:
 
 
 def _parse_pattern(text: str, parts: list[str]) -> LayerSpec:
-    if len(parts) > 3:
-        raise InputError(f"bad sparsity spec {text!r}: expected pattern, pattern:K or pattern:K:CONNECTIVITY")
+    """pattern[:K[:CONNECTIVITY[:RxC[:ENTRIES]]]]; the last two apply to dense layers only."""
+    usage = "pattern, pattern:K, pattern:K:CONNECTIVITY or pattern:K:CONNECTIVITY:RxC:ENTRIES"
+    if len(parts) > 5:
+        raise InputError(f"bad sparsity spec {text!r}: expected {usage}")
     k = None
     if len(parts) > 1 and parts[1]:
         if not parts[1].isdigit() or not 1 <= int(parts[1]) <= 56:
@@ -98,13 +105,27 @@ def _parse_pattern(text: str, parts: list[str]) -> LayerSpec:
         try:
             conn = float(parts[2])
         except ValueError:
-            raise InputError(f"bad connectivity {parts[2]!r} in {text!r}: a fraction of 3x3 kernels removed, "
-                             f"e.g. 0.72") from None
+            raise InputError(f"bad connectivity {parts[2]!r} in {text!r}: a fraction of 3x3 kernels (or blocks) "
+                             f"removed, e.g. 0.72") from None
         if not 0.0 <= conn < 1.0:
             raise InputError(f"connectivity {conn} in {text!r} must be in [0, 1)")
     if conn is not None and k is None:
         raise InputError(f"{text!r}: connectivity pruning needs a pattern count, e.g. pattern:4:{parts[2]}")
-    return LayerSpec("pattern", conn, None, k)
+    block = None
+    if len(parts) > 3 and parts[3]:
+        m = re.fullmatch(r"(\d+)x(\d+)", parts[3])
+        if not m or int(m[1]) < 1 or int(m[2]) < 1 or int(m[1]) * int(m[2]) > 64:
+            raise InputError(f"bad pattern block {parts[3]!r} in {text!r}: expected RxC of at most 64 weights, e.g. 4x4")
+        block = (int(m[1]), int(m[2]))
+    entries = None
+    if len(parts) > 4 and parts[4]:
+        size = block[0] * block[1] if block else 16
+        if not parts[4].isdigit() or not 1 <= int(parts[4]) < size:
+            raise InputError(f"bad entry count {parts[4]!r} in {text!r}: weights kept per block, 1 to {size - 1}")
+        entries = int(parts[4])
+    if entries and k is None:
+        raise InputError(f"{text!r}: an entry count needs a pattern count, e.g. pattern:4:0.75:4x4:8")
+    return LayerSpec("pattern", conn, block, k, entries)
 
 
 @dataclass
@@ -150,18 +171,24 @@ class SparsityPlan:
 # plus the transposition of x.
 DENSE_EFFICIENCY, SPARSE_EFFICIENCY, BLOCK_OVERHEAD = 0.8, 0.5, 2.0
 NARROW_EFFICIENCY, THIN_EFFICIENCY, TRANSPOSE_COST = 0.45, 0.18, 2.0
+PATTERN_EFFICIENCY = 0.75  # pattern blocks vs full blocks, per weight (4x4 blocks keeping 8: 0.94 vs 0.68 ms)
 
 
 def dense_cost(m: int, k: int, n: int, micro: Microkernel) -> float:
     return m * k * math.ceil(n / micro.lanes) / DENSE_EFFICIENCY
 
 
-def sparse_cost(m: int, k: int, r: int, c: int, nnz: int, micro: Microkernel) -> float:
+def sparse_cost(m: int, k: int, r: int, c: int, nnz: int, micro: Microkernel, entries: int | None = None) -> float:
+    """`entries`: weights per stored block when blocks hold patterns (a pattern block of 8 of 16
+    weights costs what a half-full block does, at the efficiency of an 8x1 block: measured here)."""
     tile = choose_tile(m, k, r, micro)
     if tile.along == "outputs":
         return m * nnz * c * math.ceil(r / micro.lanes) / SPARSE_EFFICIENCY + (m / tile.rows) * nnz * BLOCK_OVERHEAD
     efficiency = NARROW_EFFICIENCY if r >= 4 else THIN_EFFICIENCY
-    return ((m / micro.lanes) * nnz * c * r / efficiency + (m / tile.rows) * nnz * BLOCK_OVERHEAD
+    fmas = nnz * (entries or c * r)
+    if entries is not None:
+        efficiency *= PATTERN_EFFICIENCY
+    return ((m / micro.lanes) * fmas / efficiency + (m / tile.rows) * nnz * BLOCK_OVERHEAD
             + m * k / micro.lanes * TRANSPOSE_COST)
 
 
@@ -265,40 +292,69 @@ class _BlockSparsify(PyExprMutator):
     def _rewrite(self, var, new, x, w) -> relax.Expr:
         name = self.names[w]
         spec = self.plan.for_layer(name)
-        if spec.kind != "bsr":  # dense, or a pattern spec (PatternSparsify's, for 3x3 convs)
+        if spec.kind == "dense":
             return new
         weight = self.values[w]
         k, n = weight.shape
         m = int(np.prod(dims(x)[:-1]))
         report = LayerReport(name, (k, n), "dense", "", dense_bytes=weight.nbytes, packed_bytes=weight.nbytes)
         self.reports.append(report)
-        choice = self._choose(spec, weight.T, m, report)
+        choice = self._choose(spec, weight.T, m, report) if spec.kind == "bsr" else self._patterns(spec, weight.T, m, report)
         if choice is None:
             return new
-        (r, c), pruned_t = choice
+        (r, c), pruned_t, masks = choice
         self.values[w] = np.ascontiguousarray(pruned_t.T)  # a layer left dense still computes the pruned function
-        data, indices, indptr = to_bsr(pruned_t, r, c)
-        predicted = dense_cost(m, k, n, self.micro) / sparse_cost(m, k, r, c, len(indices), self.micro)
-        report.block, report.density = f"{r}x{c}", len(indices) / ((n // r) * (k // c))
+        tile = choose_tile(m, k, r, self.micro)
+        if masks is not None and tile.along != "activations":
+            masks = None  # M or K is not a multiple of the vector width: the pattern blocks run as full blocks
+            report.block += " (run as full blocks: M or K not a multiple of the vector width)"
+        data, indices, indptr = to_bsr(pruned_t, r, c) if masks is None else to_block_patterns(pruned_t, masks)
+        entries = None if masks is None else data.shape[1]
+        predicted = dense_cost(m, k, n, self.micro) / sparse_cost(m, k, r, c, len(indices), self.micro, entries)
+        report.density = float((pruned_t != 0).mean()) if masks is not None else len(indices) / ((n // r) * (k // c))
         report.nnz_blocks, report.predicted_speedup = len(indices), round(predicted, 2)
         if predicted <= 1.0:
-            report.why = f"cost model: {r}x{c} at density {report.density:.2f} predicted {predicted:.2f}x of dense"
+            report.why = f"cost model: {report.block} at density {report.density:.2f} predicted {predicted:.2f}x of dense"
             return new
         bias_param = self.biases.get(var)
         bias = self.values[bias_param] if bias_param is not None else np.zeros(n, np.float32)
-        sizes = (m, k, n, r, c, len(indices), choose_tile(m, k, r, self.micro), self.threads)
-        kernel = bsr_matmul(*sizes)
+        sizes = (m, k, n, r, c, len(indices), tile, self.threads, _Masks(masks))
+        kernel = bsr_matmul(*sizes[:-1], masks=masks)
         error = check_kernel(sizes, pruned_t.T, bias, (data, indices, indptr))
         report.check_error = error
         if not error <= CHECK_ATOL + CHECK_RTOL:  # relative to the outputs' magnitude (see check_kernel)
             report.why = f"numerical check failed (error {error:.2e}); kept dense"
-            self.log(f"warning: {name}: block-sparse kernel off by {error:.2e}; layer kept dense")
+            self.log(f"warning: {name}: {spec.kind} kernel off by {error:.2e}; layer kept dense")
             return new
         if bias_param is not None:
             self.bias_done.add(var)
-        report.decision, report.why = "bsr", spec_reason(spec)
+        report.decision, report.why = spec.kind, spec_reason(spec)
         report.packed_bytes = data.nbytes + indices.nbytes + indptr.nbytes
-        return self._emit(name, x, kernel, data, indices, indptr, bias_param, m, k, n)
+        return self._emit(name, x, kernel, (data, indices, indptr), spec.kind, bias_param, m, k, n)
+
+    def _patterns(self, spec: LayerSpec, wt: np.ndarray, m: int, report: LayerReport):
+        """Block patterns (RT3): the library W's blocks already follow, or a projection onto K patterns
+        with the `sparsity` fraction of blocks removed. Returns ((r, c), pruned Wᵀ, masks) or None."""
+        n, k = wt.shape
+        shapes = [spec.block] if spec.block else [PATTERN_BLOCK] if spec.patterns else list(PATTERN_BLOCKS)
+        shapes = [(r, c) for r, c in shapes if n % r == 0 and k % c == 0]
+        if not shapes:
+            report.why = f"[N={n}, K={k}] does not divide into {spec.block or PATTERN_BLOCK} pattern blocks"
+            return None
+        if spec.patterns is None:
+            found = [(shape, block_patterns_of(wt, *shape)) for shape in shapes]
+            found = [(shape, masks) for shape, masks in found if masks is not None]
+            if not found:
+                blocks = " or ".join(f"{r}x{c}" for r, c in shapes)
+                report.why = f"no {blocks} block patterns in the weight (give pattern:K:CONNECTIVITY to project)"
+                return None
+            ((r, c), masks), pruned = found[0], wt
+        else:
+            r, c = shapes[0]
+            masks = block_library(wt, r, c, spec.entries or r * c // 2, spec.patterns)
+            pruned, _, _ = block_project(wt, masks, spec.sparsity or 0.0)
+        report.block = f"{r}x{c} x {len(masks)} patterns of {int(masks[0].sum())}"
+        return (r, c), pruned, masks
 
     def _choose(self, spec: LayerSpec, wt: np.ndarray, m: int, report: LayerReport):
         n, k = wt.shape
@@ -323,20 +379,22 @@ class _BlockSparsify(PyExprMutator):
             cost = sparse_cost(m, k, r, c, max(nnz, 1), self.micro)
             if best is None or cost < best[0]:
                 best = (cost, (r, c), pruned)
-        return best[1], best[2]
+        report.block = f"{best[1][0]}x{best[1][1]}"
+        return best[1], best[2], None
 
-    def _emit(self, name, x, kernel, data, indices, indptr, bias_param, m, k, n) -> relax.Expr:
+    def _emit(self, name, x, kernel, arrays, kind, bias_param, m, k, n) -> relax.Expr:
         bb = self.builder_
         x_new = self.visit_expr(x)
         x2 = bb.emit(relax.op.reshape(x_new, (m, k))) if len(x.ty.shape) != 2 else x_new
-        data_var = new_weight(self.new_weights, f"{name}.bsr_data", data)
+        data, indices, indptr = arrays
+        data_var = new_weight(self.new_weights, f"{name}.{kind}_data", data)
         if self.plan.form == "runtime":
-            structure = [new_weight(self.new_weights, f"{name}.bsr_indices", indices),
-                         new_weight(self.new_weights, f"{name}.bsr_indptr", indptr)]
+            structure = [new_weight(self.new_weights, f"{name}.{kind}_indices", indices),
+                         new_weight(self.new_weights, f"{name}.{kind}_indptr", indptr)]
         else:
             structure = [relax.const(indices), relax.const(indptr)]
         bias = self.visit_expr(bias_param) if bias_param is not None else relax.const(np.zeros(n, np.float32))
-        gv = bb.add_func(kernel, "gs_bsr_matmul")
+        gv = bb.add_func(kernel, f"gs_{kind}_matmul")
         out = relax.call_tir(gv, [x2, data_var, *structure, bias], relax.TensorType((m, n), "float32"))
         if len(x.ty.shape) != 2:
             out = relax.op.reshape(bb.emit(out), [*dims(x)[:-1], n])
@@ -345,20 +403,52 @@ class _BlockSparsify(PyExprMutator):
 
 
 def spec_reason(spec: LayerSpec) -> str:
+    if spec.kind == "pattern":
+        return "existing block patterns" if spec.patterns is None else f"projected ({spec})"
     if spec.sparsity is None:
         return "existing block zeros"
     return f"projected to sparsity {spec.sparsity:g}" + (" (block shape given)" if spec.block else " (block shape by cost model)")
 
 
+def block_patterns_of(wt: np.ndarray, r: int, c: int, most: int = 16) -> np.ndarray | None:
+    """The block patterns Wᵀ already has: the distinct supports of its nonzero r x c blocks, if they
+    are at most `most`, all keep the same number of weights, and leave some of the block out."""
+    n, k = wt.shape
+    support = (wt.reshape(n // r, r, k // c, c).transpose(0, 2, 1, 3).reshape(-1, r * c) != 0)
+    support = support[support.any(axis=1)]
+    if not len(support):
+        return None
+    masks = np.unique(support, axis=0)
+    sizes = set(masks.sum(axis=1).tolist())
+    if len(masks) > most or len(sizes) != 1 or sizes == {r * c}:
+        return None
+    return masks.reshape(len(masks), r, c)
+
+
+class _Masks:
+    """Block patterns as a hashable key (the host kernel cache's)."""
+
+    def __init__(self, masks: np.ndarray | None):
+        self.masks = masks
+        self.key = None if masks is None else (masks.shape, masks.tobytes())
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _Masks) and self.key == other.key
+
+
 @functools.lru_cache(maxsize=64)
-def _host_kernel(m: int, k: int, n: int, r: int, c: int, nnz: int, tile: Tile, threads: int = 1):
-    kernel = bsr_matmul(m, k, n, r, c, nnz, tile, threads).with_attr("global_symbol", "main")
+def _host_kernel(m: int, k: int, n: int, r: int, c: int, nnz: int, tile: Tile, threads: int = 1, masks=_Masks(None)):
+    kernel = bsr_matmul(m, k, n, r, c, nnz, tile, threads, masks.masks).with_attr("global_symbol", "main")
     return tvm.compile(tvm.IRModule({"main": kernel}), target=tvm.target.Target({"kind": "llvm"}))
 
 
 def check_kernel(sizes: tuple, w: np.ndarray, bias: np.ndarray, arrays) -> float:
-    """Build the kernel of `sizes` (bsr_matmul's arguments) for this machine and run it on random
-    activations: max |error| / max(1, max |reference|), the reference computed in float64."""
+    """Build the kernel of `sizes` (bsr_matmul's arguments, block patterns last as `_Masks`) for this
+    machine and run it on random activations: max |error| / max(1, max |reference|), the reference
+    computed in float64."""
     m, k = sizes[0], sizes[1]
     x = np.random.default_rng(0).standard_normal((m, k)).astype(np.float32)
     expected = x.astype(np.float64) @ w.astype(np.float64) + bias

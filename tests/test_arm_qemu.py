@@ -12,12 +12,12 @@ import pytest
 from conftest import assert_close
 from tvm import te
 
-from gearshift.frontend.patterns import library, project as pattern_project
+from gearshift.frontend.patterns import block_library, block_project, library, project as pattern_project
 from gearshift.relay_passes.pattern_sparse import reference_conv
 from gearshift.schedules.cpu.conv2d import Conv2d
 from gearshift.schedules.cpu.matmul import Matmul
 from gearshift.schedules.cpu.microkernel import microkernel
-from gearshift.schedules.kernels.bsr import bsr_matmul, choose_tile, project, to_bsr
+from gearshift.schedules.kernels.bsr import bsr_matmul, choose_tile, project, to_block_patterns, to_bsr
 from gearshift.schedules.kernels.conv2d import pack_conv_weight, packed_conv2d
 from gearshift.schedules.kernels.dense import pack_weight, packed_dense
 from gearshift.schedules.kernels.pattern_conv import out_extent, pack, padded_extent, pattern_conv2d
@@ -44,6 +44,22 @@ def test_bsr_kernel_on_arm(r, c):
     kernel = bsr_matmul(m, k, n, r, c, len(indices), tile, THREADS)
     out = run_kernel(kernel, [x, data, indices.astype(np.int32), indptr.astype(np.int32), bias,
                               np.zeros((m, n), np.float32)])[-1]
+    assert_close(out, x.astype(np.float64) @ wt.T.astype(np.float64) + bias)
+
+
+@pytest.mark.parametrize("r,c,entries", [(4, 4, 8), (4, 4, 4), (2, 8, 8)])
+def test_block_pattern_kernel_on_arm(r, c, entries):
+    rng = np.random.default_rng(entries)
+    m, k, n = 32, 64, 96
+    wt = rng.standard_normal((n, k)).astype(np.float32)
+    masks = block_library(wt, r, c, entries, 4)
+    wt, _, _ = block_project(wt, masks, 0.6)
+    values, indices, offsets = to_block_patterns(wt, masks)
+    tile = choose_tile(m, k, r, MICRO)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    kernel = bsr_matmul(m, k, n, r, c, len(indices), tile, THREADS, masks)
+    out = run_kernel(kernel, [x, values, indices, offsets, bias, np.zeros((m, n), np.float32)])[-1]
     assert_close(out, x.astype(np.float64) @ wt.T.astype(np.float64) + bias)
 
 

@@ -62,8 +62,12 @@ def test_spec_parser():
     assert parse_spec("pattern:6") == LayerSpec("pattern", None, None, 6)
     assert parse_spec("pattern:4:0.72") == LayerSpec("pattern", 0.72, None, 4)
     assert str(parse_spec("pattern:4:0.72")) == "pattern:4:0.72"
+    assert parse_spec("pattern:4:0.75:8x1:4") == LayerSpec("pattern", 0.75, (8, 1), 4, 4)
+    assert str(parse_spec("pattern:4:0.75:8x1:4")) == "pattern:4:0.75:8x1:4"
     for bad, msg in [("pattern:x", "pattern count"), ("pattern:0", "pattern count"), ("pattern:4:2", r"\[0, 1\)"),
-                     ("pattern::0.5", "needs a pattern count"), ("pattern:4:0.5:1", "expected pattern")]:
+                     ("pattern::0.5", "needs a pattern count"), ("pattern:4:0.5:1", "pattern block"),
+                     ("pattern:4:0.5:4x4:16", "entry count"), ("pattern:4:0.5:4x4:8:1", "expected pattern"),
+                     ("pattern:::4x4:8", "needs a pattern count")]:
         with pytest.raises(InputError, match=msg):
             parse_spec(bad)
 

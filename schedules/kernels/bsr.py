@@ -32,7 +32,9 @@ import numpy as np
 import tvm
 from tvm.script import tirx as T
 
+from gearshift.frontend.patterns import block_fits
 from gearshift.schedules.cpu.microkernel import Microkernel
+from gearshift.schedules.kernels.tables import lookup
 
 
 @dataclass(frozen=True)
@@ -60,19 +62,25 @@ def choose_tile(m: int, k: int, r: int, micro: Microkernel) -> Tile:
     return Tile("activations", vectors * lanes, lanes)
 
 
-def bsr_matmul(m: int, k: int, n: int, r: int, c: int, nnz: int, tile: Tile, threads: int = 1) -> tvm.tirx.PrimFunc:
+def bsr_matmul(m: int, k: int, n: int, r: int, c: int, nnz: int, tile: Tile, threads: int = 1,
+               masks: np.ndarray | None = None) -> tvm.tirx.PrimFunc:
     """The kernel for fixed sizes (`tile.rows` must divide m; r | n and c | k). It always takes a bias:
     a layer without one passes zeros (one add per output beats a second kernel to maintain).
     `threads`: the target's cores; each gets one contiguous share of the block rows (one parallel
-    launch per call, and each thread reuses its activations over all its block rows)."""
+    launch per call, and each thread reuses its activations over all its block rows).
+    `masks` [P, r, c]: block patterns (`to_block_patterns`' arrays instead of `to_bsr`'s); each
+    pattern's entry positions become constants in its own unrolled loop. Along the activations only."""
     if m % tile.rows or n % r or k % c:
         raise ValueError(f"bsr_matmul: rows {tile.rows} must divide M {m}, r {r} divide N {n}, c {c} divide K {k}")
     if tile.along == "activations" and (tile.rows % tile.lanes or k % tile.lanes):
         raise ValueError(f"bsr_matmul: along the activations, lanes {tile.lanes} must divide rows {tile.rows} and K {k}")
+    if masks is not None and (tile.along != "activations" or masks.shape[1:] != (r, c)):
+        raise ValueError(f"bsr_matmul: block patterns need the tiling along the activations and {r}x{c} masks")
     block_rows, nnz = n // r, max(nnz, 1)
     parts = max(d for d in range(1, max(1, threads) + 1) if block_rows % d == 0)
-    build = _along_outputs if tile.along == "outputs" else _along_activations
-    return build(m, k, n, r, c, nnz, tile, parts, block_rows // parts)
+    if tile.along == "outputs":
+        return _along_outputs(m, k, n, r, c, nnz, tile, parts, block_rows // parts)
+    return _along_activations(m, k, n, r, c, nnz, tile, parts, block_rows // parts, masks)
 
 
 def _along_outputs(m, k, n, r, c, nnz, tile, parts, share):
@@ -106,14 +114,21 @@ def _along_outputs(m, k, n, r, c, nnz, tile, parts, share):
     return kernel
 
 
-def _along_activations(m, k, n, r, c, nnz, tile, parts, share):
+def _along_activations(m, k, n, r, c, nnz, tile, parts, share, masks=None):
     rows, t, block_rows = tile.rows, tile.lanes, n // r
+    taps = entry_positions(masks, r, c)
+    npat, entries = len(taps), len(taps[0])
+    data_shape = (nnz, c, r) if masks is None else (nnz, entries)
+
+    def at(p, e, axis: int):  # entry e of pattern p: its input (axis 0) or output (axis 1) within the block
+        return lookup([[pos[axis] for pos in pattern] for pattern in taps], p, e)
 
     @T.prim_func(private=True)
-    def kernel(x: T.Buffer((m, k), "float32"), data: T.Buffer((nnz, c, r), "float32"),
-               indices: T.Buffer((nnz,), "int32"), indptr: T.Buffer((block_rows + 1,), "int32"),
+    def kernel(x: T.Buffer((m, k), "float32"), data: T.Buffer(data_shape, "float32"),
+               indices: T.Buffer((nnz,), "int32"), offsets: T.Buffer((block_rows * npat + 1,), "int32"),
                b: T.Buffer((n,), "float32"), y: T.Buffer((m, n), "float32")):
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
+        values = T.decl_buffer((nnz * entries,), "float32", data=data.data)
         xt = T.alloc_buffer((k, m), "float32")
         # Transposed by t x t squares through registers; each thread takes whole rows of x (reading
         # across rows of x per k would hit one L1 set when a row is a multiple of 4 KiB: 8x slower).
@@ -133,16 +148,29 @@ def _along_activations(m, k, n, r, c, nnz, tile, parts, share):
                     for i in T.unroll(r):
                         for mi in T.vectorized(rows):
                             acc[i, mi] = T.float32(0)
-                    for p in range(indptr[part * share + bri], indptr[part * share + bri + 1]):
-                        for j in T.unroll(c):
-                            for i in T.unroll(r):
+                    for p in T.unroll(npat):
+                        for q in range(offsets[(part * share + bri) * npat + p],
+                                       offsets[(part * share + bri) * npat + p + 1]):
+                            for e in T.unroll(entries):
                                 for mi in T.vectorized(rows):
-                                    acc[i, mi] = acc[i, mi] + xt[indices[p] * c + j, mo * rows + mi] * data[p, j, i]
+                                    acc[at(p, e, 1), mi] = acc[at(p, e, 1), mi] + (
+                                        xt[indices[q] * c + at(p, e, 0), mo * rows + mi] * values[q * entries + e])
                     for mi in T.unroll(rows):
                         for i in T.unroll(r):
                             y[mo * rows + mi, (part * share + bri) * r + i] = acc[i, mi] + b[(part * share + bri) * r + i]
 
     return kernel
+
+
+def entry_positions(masks: np.ndarray | None, r: int, c: int) -> list[list[tuple[int, int]]]:
+    """Per pattern, its kept entries as (input j, output i) within an r x c block, j-major: the order
+    in which a pattern block's values are stored. No masks: one pattern keeping the whole block (BSR)."""
+    if masks is None:
+        return [[(j, i) for j in range(c) for i in range(r)]]
+    taps = [[(j, i) for j in range(c) for i in range(r) if mask[i, j]] for mask in masks]
+    if len({len(t) for t in taps}) != 1 or not taps[0]:
+        raise ValueError("block patterns must all keep the same, nonzero number of entries")
+    return taps
 
 
 L2_BUDGET = 200 * 1024  # bytes of activations a chunk may take (half of a phone's or this machine's L2)
@@ -170,6 +198,34 @@ def to_bsr(wt: np.ndarray, r: int, c: int) -> tuple[np.ndarray, np.ndarray, np.n
     data = np.ascontiguousarray(blocks[rows_idx, cols_idx], dtype=np.float32)
     indptr = np.concatenate([[0], np.cumsum(nonzero.sum(axis=1))]).astype(np.int32)
     return data, cols_idx.astype(np.int32), indptr
+
+
+def to_block_patterns(wt: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Wᵀ [N, K] whose r x c blocks each lie inside one of `masks` [P, r, c] -> (values [nnz, entries],
+    indices [nnz] (block column), offsets [N/r * P + 1]): per block row, its blocks grouped by pattern
+    (filter reordering: one unrolled code path per pattern), each block's kept entries only, in
+    `entry_positions` order. All-zero blocks are dropped; a block that fits no mask is a ValueError."""
+    npat, r, c = masks.shape
+    n, k = wt.shape
+    blocks = wt.reshape(n // r, r, k // c, c).transpose(0, 2, 1, 3)  # [block row, block col, r, c]
+    fit = block_fits(wt, masks)
+    nonzero = np.abs(blocks).sum(axis=(2, 3)) != 0
+    if (nonzero & ~fit.any(axis=2)).any():
+        br, bc = np.argwhere(nonzero & ~fit.any(axis=2))[0]
+        raise ValueError(f"block ({br}, {bc}) of Wᵀ fits none of the {npat} patterns")
+    if not nonzero.any():
+        nonzero[0, 0] = True
+    ids = fit.argmax(axis=2)
+    rows_idx, cols_idx = np.nonzero(nonzero)
+    pats = ids[rows_idx, cols_idx]
+    order = np.lexsort((cols_idx, pats, rows_idx))
+    rows_idx, cols_idx, pats = rows_idx[order], cols_idx[order], pats[order]
+    taps = np.array(entry_positions(masks, r, c))  # [P, entries, (j, i)]
+    values = blocks[rows_idx[:, None], cols_idx[:, None], taps[pats, :, 1], taps[pats, :, 0]]
+    counts = np.zeros((n // r) * npat, np.int64)
+    np.add.at(counts, rows_idx * npat + pats, 1)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    return np.ascontiguousarray(values, dtype=np.float32), cols_idx.astype(np.int32), offsets
 
 
 def project(wt: np.ndarray, r: int, c: int, sparsity: float) -> np.ndarray:

@@ -28,10 +28,10 @@ import math
 
 import numpy as np
 import tvm
-from tvm import tirx
 from tvm.script import tirx as T
 
 from gearshift.frontend.patterns import fits
+from gearshift.schedules.kernels.tables import lookup
 
 
 def choose_block(oh: int, ow: int, lanes: int) -> tuple[int, int]:
@@ -73,16 +73,8 @@ def pattern_conv2d(n: int, cin: int, cout: int, h: int, w: int, pads: tuple[int,
     parts = max(d for d in range(1, max(1, threads) + 1) if cout % d == 0)
     share, top, left = cout // parts, pads[0], pads[1]
 
-    def tap(p, t, axis: int):  # the (p, t) tap's dy or dx as a Select chain, constant once p and t are
-        def over_t(pp):
-            e = tirx.IntImm("int32", taps[pp][3][axis])
-            for tt in range(2, -1, -1):
-                e = tirx.Select(t == tt, tirx.IntImm("int32", taps[pp][tt][axis]), e)
-            return e
-        e = over_t(npat - 1)
-        for pp in range(npat - 2, -1, -1):
-            e = tirx.Select(p == pp, over_t(pp), e)
-        return e
+    def tap(p, t, axis: int):  # the (p, t) tap's dy or dx, constant once p and t are unrolled
+        return lookup([[tp[axis] for tp in pattern] for pattern in taps], p, t)
 
     @T.prim_func(private=True)
     def kernel(x: T.Buffer((n, cin, h, w), "float32"), values: T.Buffer((kept, 4), "float32"),
