@@ -57,8 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     com.add_argument("--force", action="store_true", help="replace an existing artifact directory")
     com.add_argument("--sparsity", metavar="SPEC",
                      help="what every weight layer becomes: dense, bsr (keep the zeros it has), bsr:0.8 "
-                          "(80%% of blocks zero, block shape by cost model), bsr:0.8:16x1; for 3x3 convs: pattern (keep "
-                          "the patterns it has), pattern:4:0.72 (4 patterns of 4-of-9, 72%% of kernels removed)")
+                          "(80%% of blocks zero, block shape by cost model), bsr:0.8:16x1; pattern (keep the patterns it has), "
+                          "pattern:4:0.72 (3x3 convs: 4 patterns of 4-of-9, 72%% of kernels removed; dense layers: "
+                          "4 patterns of 8 in 4x4 blocks, 72%% of blocks removed), pattern:4:0.75:4x4:8 (dense "
+                          "layers: block RxC, E weights kept per block)")
     com.add_argument("--layer-sparsity", action="append", default=[], metavar="REGEX=SPEC",
                      help="override --sparsity for layers whose weight name matches REGEX (repeatable; "
                           "first match wins), e.g. 'attention=dense' or 'intermediate=bsr:0.9:16x1'")
