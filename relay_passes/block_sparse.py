@@ -29,6 +29,7 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from gearshift.errors import InputError
 from gearshift.frontend.inventory import detect_blocks
+from gearshift.relay_passes import circulant
 from gearshift.relay_passes.exprs import dims, is_op, weight_matmul
 from gearshift.schedules.cpu.microkernel import Microkernel
 from gearshift.frontend.patterns import block_library, block_project
@@ -45,15 +46,18 @@ Log = Callable[[str], None]
 
 @dataclass(frozen=True)
 class LayerSpec:
-    kind: str  # "dense", "bsr" or "pattern"
+    kind: str  # "dense", "bsr", "pattern" or "circulant" (block = (B, B))
     sparsity: float | None = None  # bsr: fraction of blocks zeroed; pattern: of 3x3 kernels or blocks removed; None: keep W's zeros
     block: tuple[int, int] | None = None  # bsr: None = the cost model chooses; pattern (dense layers): None = 4x4
     patterns: int | None = None  # pattern: library size K; None: the patterns W already has
     entries: int | None = None  # pattern, dense layers: weights each block pattern keeps (None: half the block)
+    path: str | None = None  # circulant: "fft" or "direct" forced (None: the cost model chooses)
 
     def __str__(self) -> str:
         if self.kind == "dense":
             return "dense"
+        if self.kind == "circulant":
+            return ":".join(["circulant", str(self.block[0]) if self.block else "", self.path or ""]).rstrip(":")
         if self.kind == "pattern":
             conn = "" if self.sparsity is None else f"{self.sparsity:g}"
             block = f"{self.block[0]}x{self.block[1]}" if self.block else ""
@@ -70,9 +74,12 @@ def parse_spec(text: str) -> LayerSpec:
         return LayerSpec("dense")
     if parts[0] == "pattern":
         return _parse_pattern(text, parts)
+    if parts[0] == "circulant":
+        return _parse_circulant(text, parts)
     if parts[0] != "bsr" or len(parts) > 3:
         raise InputError(f"bad sparsity spec {text!r}: expected dense, bsr, bsr:SPARSITY or bsr:SPARSITY:RxC "
-                         f"(e.g. bsr:0.8:16x1), or pattern, pattern:K, pattern:K:CONNECTIVITY (e.g. pattern:4:0.72)")
+                         f"(e.g. bsr:0.8:16x1), pattern, pattern:K, pattern:K:CONNECTIVITY (e.g. pattern:4:0.72), "
+                         f"or circulant, circulant:B (e.g. circulant:16)")
     sparsity = None
     if len(parts) > 1 and parts[1]:
         try:
@@ -126,6 +133,24 @@ def _parse_pattern(text: str, parts: list[str]) -> LayerSpec:
     if entries and k is None:
         raise InputError(f"{text!r}: an entry count needs a pattern count, e.g. pattern:4:0.75:4x4:8")
     return LayerSpec("pattern", conn, block, k, entries)
+
+
+def _parse_circulant(text: str, parts: list[str]) -> LayerSpec:
+    """circulant (the circulant blocks W has), circulant:B (project onto B x B blocks, B a power of
+    two), and optionally :fft or :direct to force the kernel (default: the cost model's choice)."""
+    if len(parts) > 3:
+        raise InputError(f"bad sparsity spec {text!r}: expected circulant, circulant:B or circulant:B:fft|direct")
+    path = None
+    if len(parts) == 3 and parts[2]:
+        if parts[2] not in ("fft", "direct"):
+            raise InputError(f"bad circulant path {parts[2]!r} in {text!r}: fft or direct")
+        path = parts[2]
+    if len(parts) == 1 or not parts[1]:
+        return LayerSpec("circulant", path=path)
+    if not parts[1].isdigit() or int(parts[1]) < 1 or int(parts[1]) & (int(parts[1]) - 1) or int(parts[1]) > 256:
+        raise InputError(f"bad circulant block {parts[1]!r} in {text!r}: a power of two up to 256, e.g. circulant:16")
+    b = int(parts[1])
+    return LayerSpec("circulant", block=(b, b), path=path)
 
 
 @dataclass
@@ -299,6 +324,8 @@ class _BlockSparsify(PyExprMutator):
         m = int(np.prod(dims(x)[:-1]))
         report = LayerReport(name, (k, n), "dense", "", dense_bytes=weight.nbytes, packed_bytes=weight.nbytes)
         self.reports.append(report)
+        if spec.kind == "circulant":
+            return circulant.rewrite(self, var, new, x, w, spec, report)
         choice = self._choose(spec, weight.T, m, report) if spec.kind == "bsr" else self._patterns(spec, weight.T, m, report)
         if choice is None:
             return new

@@ -1,0 +1,124 @@
+"""Circulantize: dense layers -> block-circulant kernels (CirCNN / FTRANS).
+
+Runs inside `BlockSparsify`'s walk over weight matmuls (same layer finding, bias fusion and report)
+for layers whose spec is `circulant` (find the blocks W already has: a model trained with
+`frontend.circulant` and exported as its dense reconstruction) or `circulant:B` (project W onto
+B x B circulant blocks). Only the defining vectors are kept: the FFT path stores their spectra as
+the per-pair GEMM weights (packed at compile time), the direct path the vectors themselves. The
+cost model (`schedules/kernels/circulant.py`) picks the path, or leaves the layer dense when neither
+beats the dense kernel. Each rewrite is checked numerically against x @ W_circulant on this machine;
+a layer beyond tolerance falls back to dense with a warning.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import tvm
+from tvm import relax, te
+
+from gearshift.frontend.circulant import detect_block, project, reconstruct
+from gearshift.relay_passes.exprs import dims
+from gearshift.schedules.kernels import circulant as kernels
+
+
+def rewrite(walk, var, new: relax.Expr, x: relax.Expr, w: relax.Var, spec, report) -> relax.Expr:
+    """Rewrite one layer for `walk` (the BlockSparsify mutator) or return `new` unchanged."""
+    from gearshift.relay_passes.block_sparse import CHECK_ATOL, CHECK_RTOL, dense_cost, new_weight
+
+    name, weight = walk.names[w], walk.values[w]
+    k, n = weight.shape
+    m = int(np.prod(dims(x)[:-1]))
+    wt = weight.T
+    if spec.block is None:
+        b = detect_block(wt)
+        if b is None:
+            report.why = "no circulant blocks in the weight (give circulant:B to project)"
+            return new
+    else:
+        b = spec.block[0]
+    if b == 1:
+        report.why = "circulant blocks of 1 are the dense layer"
+        return new
+    vectors = project(wt, b)
+    walk.values[w] = np.ascontiguousarray(reconstruct(vectors, n, k).T)  # left dense, it still computes this
+    lanes = walk.micro.lanes
+    path = spec.path or kernels.choose_path(m, k, n, b, lanes)
+    if path == "direct" and (n % b or k % b):
+        report.why = f"the direct circulant kernel needs b={b} to divide N={n} and K={k}"
+        return new
+    cost = (kernels.fft_cost if path == "fft" else kernels.direct_cost)(m, k, n, b, lanes)
+    predicted = dense_cost(m, k, n, walk.micro) / cost
+    report.block, report.density, report.predicted_speedup = f"b={b} {path}", 1.0 / b, round(predicted, 2)
+    if predicted <= 1.0 and spec.path is None:
+        report.why = f"cost model: circulant b={b} ({path}) predicted {predicted:.2f}x of dense"
+        return new
+    bias_param = walk.biases.get(var)
+    bias = walk.values[bias_param] if bias_param is not None else np.zeros(n, np.float32)
+    arrays = _arrays(vectors, path, walk.micro.cols)
+    error = check(path, (m, k, n, b, walk.threads, walk.micro.lanes, walk.micro.rows * walk.micro.vectors),
+                  reconstruct(vectors, n, k).T, bias, arrays)
+    report.check_error = error
+    if not error <= CHECK_ATOL + CHECK_RTOL:
+        report.why = f"numerical check failed (error {error:.2e}); kept dense"
+        walk.log(f"warning: {name}: circulant kernel off by {error:.2e}; layer kept dense")
+        return new
+    if bias_param is not None:
+        walk.bias_done.add(var)
+    report.decision = "circulant"
+    report.why = "existing circulant blocks" if spec.block is None else f"projected to b={b}"
+    report.packed_bytes = int(arrays[0].nbytes)
+    bb = walk.builder_
+    x2 = walk.visit_expr(x)
+    if len(x.ty.shape) != 2:
+        x2 = bb.emit(relax.op.reshape(x2, (m, k)))
+    bias_expr = walk.visit_expr(bias_param) if bias_param is not None else relax.const(np.zeros(n, np.float32))
+    stored = new_weight(walk.new_weights, f"{name}.circulant_{path}", arrays[0])
+    if path == "fft":
+        d, e = (relax.const(a) for a in arrays[1:])
+        xq = bb.emit(bb.call_te(kernels.dft, x2, d, primfunc_name_hint="gs_circ_dft"))
+        yf = bb.emit(bb.call_te(kernels.mac, xq, stored, 2 * (-(-n // b)), primfunc_name_hint="gs_circ_mac"))
+        out = bb.call_te(kernels.idft, yf, e, bias_expr, n, primfunc_name_hint="gs_circ_idft")
+    else:
+        kernel = kernels.direct(m, k, n, b, lanes, walk.micro.rows * walk.micro.vectors, walk.threads)
+        out = relax.call_tir(bb.add_func(kernel, "gs_circ_direct"), [x2, stored, bias_expr],
+                             relax.TensorType((m, n), "float32"))
+    if len(x.ty.shape) != 2:
+        out = relax.op.reshape(bb.emit(out), [*dims(x)[:-1], n])
+    return out
+
+
+def _arrays(vectors: np.ndarray, path: str, cols: int) -> list[np.ndarray]:
+    """What the kernels take: (packed frequency weights, D, E) for fft; (vectors,) for direct."""
+    if path == "direct":
+        return [np.ascontiguousarray(vectors, dtype=np.float32)]
+    b = vectors.shape[2]
+    wp = kernels.pack_frequency_weights(kernels.frequency_weights(vectors), cols)
+    return [wp, kernels.dft_matrix(b), kernels.idft_matrix(b)]
+
+
+@functools.lru_cache(maxsize=32)
+def _host_kernel(path: str, m: int, k: int, n: int, b: int, threads: int, lanes: int, budget: int, shapes: tuple):
+    if path == "direct":
+        func = kernels.direct(m, k, n, b, lanes, budget, threads)
+    else:  # the three stages in one unscheduled function: checks the math and layouts, not speed
+        x = te.placeholder((m, k), name="x")
+        wp, d, e = (te.placeholder(s, name=nm) for s, nm in zip(shapes, ("wp", "d", "e")))
+        bias = te.placeholder((n,), name="bias")
+        y = kernels.idft(kernels.mac(kernels.dft(x, d), wp, 2 * (-(-n // b))), e, bias, n)
+        func = te.create_prim_func([x, wp, d, e, bias, y])
+    return tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
+                       target=tvm.target.Target({"kind": "llvm"}))
+
+
+def check(path: str, sizes: tuple, w: np.ndarray, bias: np.ndarray, arrays: list[np.ndarray]) -> float:
+    """Run the kernel(s) of `path` for `sizes` (m, k, n, b, threads, lanes, budget) on random
+    activations: max |error| / max(1, max |reference|) against x @ w + bias in float64."""
+    m, k = sizes[0], sizes[1]
+    x = np.random.default_rng(0).standard_normal((m, k)).astype(np.float32)
+    expected = x.astype(np.float64) @ w.astype(np.float64) + bias
+    out = tvm.runtime.tensor(np.zeros(expected.shape, np.float32))
+    lib = _host_kernel(path, *sizes, tuple(a.shape for a in arrays))
+    lib(tvm.runtime.tensor(x), *(tvm.runtime.tensor(a) for a in arrays), tvm.runtime.tensor(bias.astype(np.float32)), out)
+    return float(np.abs(out.numpy() - expected).max() / max(1.0, np.abs(expected).max()))

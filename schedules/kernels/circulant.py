@@ -1,0 +1,195 @@
+"""Block-circulant matmul y[M, N] = x[M, K] @ W + bias, Wᵀ made of b x b circulant blocks defined
+by vectors[N/b, K/b, b] (see `gearshift.frontend.circulant`). Two paths:
+
+FFT path (three kernels, each a small GEMM that the CPU Matmul rule schedules like any dense layer):
+  1. `dft`: every b-long piece of x to its real spectrum. For real input, frequency f and b - f are
+     conjugate, so b real numbers describe it; they are laid out as b/2 *pairs* q = 2p + c:
+     pair p >= 1 holds (Re X_p, Im X_p); pair 0 holds (X_0, X_{b/2}), both real. xq[M, K/b, b] =
+     x_pieces @ D[b, b] (a GEMM with b columns).
+  2. `mac`: per pair p, a real GEMM [M, 2K/b] @ [2K/b, 2N/b]: for p >= 1 the 2 x 2 real form of the
+     complex product, [[Re V, Im V], [-Im V, Re V]]; for p = 0, [[V_0, 0], [0, V_{b/2}]]. The
+     frequency weights are computed and packed at compile time. FLOPs: 2MKN/b, b/2 fewer than dense.
+  3. `idft`: back to b outputs per block, y = yf @ E[b, b] (+ bias), the inverse transform written for
+     the pair layout (weights 1/b, 2/b and the sines' signs folded into E).
+  A DFT as a b x b matmul costs b MACs per value where an FFT costs log b, but at b <= 64 it is a
+  tiny fraction of step 2 (1/8 of it at b = 16 for BERT's FFN) and vectorises like any GEMM.
+
+Direct path (one kernel, for small b or few rows): y_i[r] = sum_j sum_u v_ij[u] * x_j[(r - u) mod b].
+  With x's pieces stored twice in a row (xx = [x_j, x_j]), x_j[(r - u) mod b] = xx[b - u + r]: a
+  contiguous vector load at a constant offset per u, so there is no gather and no index array.
+  It does the dense layer's FLOPs but reads b times fewer weights (memory-bound layers, e.g. M = 1).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tvm
+from tvm import te
+from tvm.script import tirx as T
+
+DFT_BLOCK, MAC_BLOCK, IDFT_BLOCK = "gs_circ_dft", "gs_circ_mac", "gs_circ_idft"
+
+
+def dft_matrix(b: int) -> np.ndarray:
+    """D[t, q]: xq[q] = sum_t x[t] D[t, q] in the pair layout (q = 2p + c)."""
+    t = np.arange(b)[:, None]
+    p = np.arange(b // 2)[None, :] if b > 1 else np.zeros((1, 1), int)
+    d = np.zeros((b, b))
+    d[:, 0::2] = np.cos(2 * np.pi * p * t / b)
+    d[:, 1::2] = -np.sin(2 * np.pi * p * t / b)
+    if b > 1:
+        d[:, 1] = np.cos(np.pi * t[:, 0])  # pair 0's second value: the real X_{b/2}
+    return d.astype(np.float32)
+
+
+def idft_matrix(b: int) -> np.ndarray:
+    """E[q, t]: y[t] = sum_q yq[q] E[q, t], inverting `dft_matrix`'s pair layout."""
+    t = np.arange(b)[None, :]
+    p = np.arange(b // 2)[:, None]
+    e = np.zeros((b, b))
+    e[0::2] = 2 * np.cos(2 * np.pi * p * t / b) / b
+    e[1::2] = -2 * np.sin(2 * np.pi * p * t / b) / b
+    e[0] = 1.0 / b
+    if b > 1:
+        e[1] = np.cos(np.pi * t[0]) / b
+    return e.astype(np.float32)
+
+
+def frequency_weights(vectors: np.ndarray) -> np.ndarray:
+    """[N/b, K/b, b] defining vectors -> the per-pair GEMM weights wf[b/2, 2K/b, 2N/b] (see module doc).
+    Rows (c_in, j), columns (c_out, i)."""
+    nb, kb, b = vectors.shape
+    spectrum = np.fft.fft(vectors.astype(np.float64), axis=2)  # [I, J, b]
+    pairs = max(b // 2, 1)
+    wf = np.zeros((pairs, 2, kb, 2, nb))
+    for p in range(pairs):
+        if p == 0:
+            wf[0, 0, :, 0, :] = spectrum[:, :, 0].real.T
+            if b > 1:
+                wf[0, 1, :, 1, :] = spectrum[:, :, b // 2].real.T
+            continue
+        re, im = spectrum[:, :, p].real.T, spectrum[:, :, p].imag.T  # [J, I]
+        wf[p, 0, :, 0, :], wf[p, 0, :, 1, :] = re, im
+        wf[p, 1, :, 0, :], wf[p, 1, :, 1, :] = -im, re
+    return wf.reshape(pairs, 2 * kb, 2 * nb).astype(np.float32)
+
+
+def pack_frequency_weights(wf: np.ndarray, cols: int) -> np.ndarray:
+    """[P, K2, N2] -> [P, ceil(N2/cols), K2, cols], zero-padded: the dense kernel's column panels."""
+    pairs, k2, n2 = wf.shape
+    panels = -(-n2 // cols)
+    out = np.zeros((pairs, k2, panels * cols), np.float32)
+    out[:, :, :n2] = wf
+    return np.ascontiguousarray(out.reshape(pairs, k2, panels, cols).transpose(0, 2, 1, 3))
+
+
+# -- FFT path: three TE kernels ----------------------------------------------------------------
+def dft(x: te.Tensor, d: te.Tensor) -> te.Tensor:
+    """x[M, K] -> xq[M, K/b (rounded up), b]; x zero-padded to whole pieces."""
+    m_len, k_len = (int(s) for s in x.shape)
+    b = int(d.shape[0])
+    kb = -(-k_len // b)
+    t = te.reduce_axis((0, b), name="t")
+
+    def piece(m, j, tt):
+        if kb * b == k_len:
+            return x[m, j * b + tt]
+        return te.if_then_else(j * b + tt < k_len, x[m, te.min(j * b + tt, k_len - 1)], te.const(0.0, "float32"))
+
+    return te.compute((m_len, kb, b), lambda m, j, q: te.sum(piece(m, j, t) * d[t, q], axis=t), name=DFT_BLOCK)
+
+
+def mac(xq: te.Tensor, wp: te.Tensor, n2: int) -> te.Tensor:
+    """Per pair p: yf[p, M, 2N/b] = [Re, Im of xq's pair p][M, 2K/b] @ wf[p] (wp packed)."""
+    m_len, kb, b = (int(s) for s in xq.shape)
+    pairs, _, k2, cols = (int(s) for s in wp.shape)
+    k = te.reduce_axis((0, k2), name="k")
+    padded = te.compute(
+        (pairs, m_len, int(wp.shape[1]) * cols),
+        lambda p, m, n: te.sum(xq[m, k % kb, 2 * p + k // kb] * wp[p, n // cols, k, n % cols], axis=k), name=MAC_BLOCK)
+    if int(wp.shape[1]) * cols == n2:
+        return padded
+    return te.compute((pairs, m_len, n2), lambda *i: padded[i], name="gs_circ_mac_crop")
+
+
+def idft(yf: te.Tensor, e: te.Tensor, bias: te.Tensor, n_len: int) -> te.Tensor:
+    """yf[P, M, 2N/b] -> y[M, N] + bias, the padding of the last block cut off."""
+    _, m_len, n2 = (int(s) for s in yf.shape)
+    b = int(e.shape[0])
+    nb = n2 // 2
+    q = te.reduce_axis((0, b), name="q")
+    blocks = te.compute((m_len, nb, b), lambda m, i, t: te.sum(yf[q // 2, m, (q % 2) * nb + i] * e[q, t], axis=q),
+                        name=IDFT_BLOCK)
+    return te.compute((m_len, n_len), lambda m, n: blocks[m, n // b, n % b] + bias[n], name="gs_circ_bias")
+
+
+# -- direct path: one TIR kernel ---------------------------------------------------------------
+def direct(m: int, k: int, n: int, b: int, lanes: int, budget: int, threads: int = 1) -> tvm.tirx.PrimFunc:
+    """(x[M, K], vectors[N/b, K/b, b], bias[N]) -> y[M, N], for N and K multiples of b. Each register
+    block holds `rows` activation rows x one output block (b outputs, vectorised); `budget`: the
+    vector accumulators the target affords."""
+    if n % b or k % b:
+        raise ValueError(f"circulant direct kernel: b {b} must divide N {n} and K {k}")
+    nb, kb = n // b, k // b
+    width = min(b, lanes)
+    rows = max(1, min(m, budget // max(1, b // width)))
+    while m % rows:
+        rows -= 1
+    parts = max(d for d in range(1, max(1, threads) + 1) if nb % d == 0)
+    share = nb // parts
+
+    @T.prim_func(private=True)
+    def kernel(x: T.Buffer((m, k), "float32"), v: T.Buffer((nb, kb, b), "float32"), bias: T.Buffer((n,), "float32"),
+               y: T.Buffer((m, n), "float32")):
+        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
+        xx = T.alloc_buffer((m, kb, 2 * b), "float32")
+        for mm in T.parallel(m):
+            for j in range(kb):
+                for h in T.unroll(2):
+                    for t in T.vectorized(b):
+                        xx[mm, j, h * b + t] = x[mm, j * b + t]
+        for part in T.parallel(parts):
+            for ii in range(share):
+                for mo in range(m // rows):
+                    acc = T.alloc_buffer((rows, b), "float32", scope="local")
+                    for mi in T.unroll(rows):
+                        for r in T.vectorized(b):
+                            acc[mi, r] = bias[(part * share + ii) * b + r]
+                    for j in range(kb):
+                        for u in T.unroll(b):
+                            for mi in T.unroll(rows):
+                                for r in T.vectorized(b):
+                                    acc[mi, r] = acc[mi, r] + v[part * share + ii, j, u] * xx[mo * rows + mi, j, b - u + r]
+                    for mi in T.unroll(rows):
+                        for r in T.vectorized(b):
+                            y[mo * rows + mi, (part * share + ii) * b + r] = acc[mi, r]
+
+    return kernel
+
+
+# -- which path ------------------------------------------------------------------------------
+# Time in vector-FMA units at full rate (as the BSR cost model). The GEMMs of the FFT path run at
+# ~75 % of peak; the DFTs (b columns) at ~40 %; the direct kernel at ~50 % (one broadcast and one
+# unaligned load per row and weight). Weights are read once per call: a byte costs 1/16 of a unit
+# (this machine: ~25 GB/s of DRAM per core against 100 GFLOP/s), which decides memory-bound layers.
+GEMM_EFFICIENCY, DFT_EFFICIENCY, DIRECT_EFFICIENCY, BYTE_COST = 0.75, 0.4, 0.5, 1.0 / 16
+
+
+def fft_cost(m: int, k: int, n: int, b: int, lanes: int) -> float:
+    kp, np_ = -(-k // b) * b, -(-n // b) * b
+    gemm = 2 * m * kp * np_ / b / lanes / GEMM_EFFICIENCY
+    dfts = m * (kp + np_) * b / lanes / DFT_EFFICIENCY
+    return gemm + dfts + BYTE_COST * 4 * 2 * kp * np_ / b
+
+
+def direct_cost(m: int, k: int, n: int, b: int, lanes: int) -> float:
+    return m * k * n / min(b, lanes) * math.ceil(min(b, lanes) / lanes) / DIRECT_EFFICIENCY + BYTE_COST * 4 * k * n / b
+
+
+def choose_path(m: int, k: int, n: int, b: int, lanes: int) -> str:
+    """"fft" or "direct": the cheaper by the cost model; direct needs b | N and b | K."""
+    if n % b or k % b:
+        return "fft"
+    return "direct" if direct_cost(m, k, n, b, lanes) < fft_cost(m, k, n, b, lanes) else "fft"
