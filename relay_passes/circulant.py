@@ -78,6 +78,7 @@ def rewrite(walk, var, new: relax.Expr, x: relax.Expr, w: relax.Var, spec, repor
     if path == "fft":
         d, e = (relax.const(a) for a in arrays[1:])
         xq = bb.emit(bb.call_te(kernels.dft, x2, d, primfunc_name_hint="gs_circ_dft"))
+        xq = bb.emit(bb.call_te(kernels.pairs, xq, primfunc_name_hint="gs_circ_pairs"))
         yf = bb.emit(bb.call_te(kernels.mac, xq, stored, 2 * (-(-n // b)), primfunc_name_hint="gs_circ_mac"))
         out = bb.call_te(kernels.idft, yf, e, bias_expr, n, primfunc_name_hint="gs_circ_idft")
     else:
@@ -106,7 +107,7 @@ def _host_kernel(path: str, m: int, k: int, n: int, b: int, threads: int, lanes:
         x = te.placeholder((m, k), name="x")
         wp, d, e = (te.placeholder(s, name=nm) for s, nm in zip(shapes, ("wp", "d", "e")))
         bias = te.placeholder((n,), name="bias")
-        y = kernels.idft(kernels.mac(kernels.dft(x, d), wp, 2 * (-(-n // b))), e, bias, n)
+        y = kernels.idft(kernels.mac(kernels.pairs(kernels.dft(x, d)), wp, 2 * (-(-n // b))), e, bias, n)
         func = te.create_prim_func([x, wp, d, e, bias, y])
     return tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
                        target=tvm.target.Target({"kind": "llvm"}))

@@ -5,7 +5,7 @@ FFT path (three kernels, each a small GEMM that the CPU Matmul rule schedules li
   1. `dft`: every b-long piece of x to its real spectrum. For real input, frequency f and b - f are
      conjugate, so b real numbers describe it; they are laid out as b/2 *pairs* q = 2p + c:
      pair p >= 1 holds (Re X_p, Im X_p); pair 0 holds (X_0, X_{b/2}), both real. xq[M, K/b, b] =
-     x_pieces @ D[b, b] (a GEMM with b columns).
+     x_pieces @ D[b, b] (a GEMM with b columns), then regrouped by pair (`pairs`).
   2. `mac`: per pair p, a real GEMM [M, 2K/b] @ [2K/b, 2N/b]: for p >= 1 the 2 x 2 real form of the
      complex product, [[Re V, Im V], [-Im V, Re V]]; for p = 0, [[V_0, 0], [0, V_{b/2}]]. The
      frequency weights are computed and packed at compile time. FLOPs: 2MKN/b, b/2 fewer than dense.
@@ -101,17 +101,24 @@ def dft(x: te.Tensor, d: te.Tensor) -> te.Tensor:
     return te.compute((m_len, kb, b), lambda m, j, q: te.sum(piece(m, j, t) * d[t, q], axis=t), name=DFT_BLOCK)
 
 
-def mac(xq: te.Tensor, wp: te.Tensor, n2: int) -> te.Tensor:
-    """Per pair p: yf[p, M, 2N/b] = [Re, Im of xq's pair p][M, 2K/b] @ wf[p] (wp packed)."""
+def pairs(xq: te.Tensor) -> te.Tensor:
+    """xq[M, K/b, b] -> a[b/2, M, 2K/b]: pair p's real parts then imaginary parts, as rows of the
+    pair's GEMM (a separate, injective kernel: index arithmetic inside the GEMM's loop cost 3x)."""
     m_len, kb, b = (int(s) for s in xq.shape)
-    pairs, _, k2, cols = (int(s) for s in wp.shape)
+    return te.compute((max(b // 2, 1), m_len, 2 * kb), lambda p, m, k: xq[m, k % kb, 2 * p + k // kb],
+                      name="gs_circ_pairs")
+
+
+def mac(a: te.Tensor, wp: te.Tensor, n2: int) -> te.Tensor:
+    """Per pair p: yf[p, M, 2N/b] = a[p] @ wf[p] (wp: wf packed in column panels)."""
+    pairs_len, m_len, k2 = (int(s) for s in a.shape)
+    cols = int(wp.shape[3])
     k = te.reduce_axis((0, k2), name="k")
-    padded = te.compute(
-        (pairs, m_len, int(wp.shape[1]) * cols),
-        lambda p, m, n: te.sum(xq[m, k % kb, 2 * p + k // kb] * wp[p, n // cols, k, n % cols], axis=k), name=MAC_BLOCK)
+    padded = te.compute((pairs_len, m_len, int(wp.shape[1]) * cols),
+                        lambda p, m, n: te.sum(a[p, m, k] * wp[p, n // cols, k, n % cols], axis=k), name=MAC_BLOCK)
     if int(wp.shape[1]) * cols == n2:
         return padded
-    return te.compute((pairs, m_len, n2), lambda *i: padded[i], name="gs_circ_mac_crop")
+    return te.compute((pairs_len, m_len, n2), lambda *i: padded[i], name="gs_circ_mac_crop")
 
 
 def idft(yf: te.Tensor, e: te.Tensor, bias: te.Tensor, n_len: int) -> te.Tensor:
