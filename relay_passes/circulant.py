@@ -80,7 +80,10 @@ def rewrite(walk, var, new: relax.Expr, x: relax.Expr, w: relax.Var, spec, repor
         xq = bb.emit(bb.call_te(kernels.dft, x2, d, primfunc_name_hint="gs_circ_dft"))
         xq = bb.emit(bb.call_te(kernels.pairs, xq, primfunc_name_hint="gs_circ_pairs"))
         yf = bb.emit(bb.call_te(kernels.mac, xq, stored, 2 * (-(-n // b)), primfunc_name_hint="gs_circ_mac"))
-        out = bb.call_te(kernels.idft, yf, e, bias_expr, n, primfunc_name_hint="gs_circ_idft")
+        blocks = bb.emit(bb.call_te(kernels.idft, yf, e, bias_expr, primfunc_name_hint="gs_circ_idft"))
+        out = relax.op.reshape(blocks, (m, blocks.ty.shape[1] * b))
+        if n % b:
+            out = relax.op.strided_slice(bb.emit(out), axes=[1], begin=[0], end=[n])
     else:
         kernel = kernels.direct(m, k, n, b, lanes, walk.micro.rows * walk.micro.vectors, walk.threads)
         out = relax.call_tir(bb.add_func(kernel, "gs_circ_direct"), [x2, stored, bias_expr],
@@ -107,7 +110,8 @@ def _host_kernel(path: str, m: int, k: int, n: int, b: int, threads: int, lanes:
         x = te.placeholder((m, k), name="x")
         wp, d, e = (te.placeholder(s, name=nm) for s, nm in zip(shapes, ("wp", "d", "e")))
         bias = te.placeholder((n,), name="bias")
-        y = kernels.idft(kernels.mac(kernels.pairs(kernels.dft(x, d)), wp, 2 * (-(-n // b))), e, bias, n)
+        blocks = kernels.idft(kernels.mac(kernels.pairs(kernels.dft(x, d)), wp, 2 * (-(-n // b))), e, bias)
+        y = te.compute((m, n), lambda i, j: blocks[i, j // b, j % b], name="y")
         func = te.create_prim_func([x, wp, d, e, bias, y])
     return tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
                        target=tvm.target.Target({"kind": "llvm"}))

@@ -124,3 +124,31 @@ def test_dense_conv_schedule_on_arm(size, stride):
     out_shape = [int(d) for d in y.shape]
     out = run_kernel(kernel, [xs, ws, np.zeros(out_shape, np.float32)])[-1]
     assert_close(out, reference_conv(xs, ws, (1, 1, 1, 1), stride))
+
+
+@pytest.mark.parametrize("b", [4, 16])
+def test_circulant_kernels_on_arm(b):
+    """The direct kernel, and the FFT path's three GEMM-shaped stages scheduled by the ARM Matmul rule."""
+    from gearshift.frontend.circulant import reconstruct
+    from gearshift.schedules.kernels import circulant as circ
+
+    rng = np.random.default_rng(b)
+    m, k, n = 16, 4 * b, 2 * b
+    vectors = rng.standard_normal((n // b, k // b, b)).astype(np.float32)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    expected = x.astype(np.float64) @ reconstruct(vectors, n, k).T.astype(np.float64) + bias
+    kernel = circ.direct(m, k, n, b, MICRO.lanes, MICRO.rows * MICRO.vectors, THREADS)
+    assert_close(run_kernel(kernel, [x, vectors, bias, np.zeros((m, n), np.float32)])[-1], expected)
+
+    xs, d = te.placeholder((m, k), name="x"), te.placeholder((b, b), name="d")
+    xq = run_kernel(_scheduled(Matmul(), [xs, d, circ.dft(xs, d)]), [x, circ.dft_matrix(b), np.zeros((m, k // b, b), np.float32)])[-1]
+    a = xq.reshape(m, k // b, b // 2, 2).transpose(2, 0, 3, 1).reshape(b // 2, m, 2 * k // b)  # what `pairs` does
+    wp = circ.pack_frequency_weights(circ.frequency_weights(vectors), MICRO.cols)
+    ap, wpp = te.placeholder(a.shape, name="a"), te.placeholder(wp.shape, name="wp")
+    yf = run_kernel(_scheduled(Matmul(), [ap, wpp, circ.mac(ap, wpp, 2 * n // b)]),
+                    [np.ascontiguousarray(a), wp, np.zeros((b // 2, m, 2 * n // b), np.float32)])[-1]
+    yp, e, bp = te.placeholder(yf.shape, name="yf"), te.placeholder((b, b), name="e"), te.placeholder((n,), name="bias")
+    y = run_kernel(_scheduled(Matmul(), [yp, e, bp, circ.idft(yp, e, bp)]),
+                   [yf, circ.idft_matrix(b), bias, np.zeros((m, n // b, b), np.float32)])[-1]
+    assert_close(y.reshape(m, n), expected)

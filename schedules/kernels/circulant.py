@@ -121,15 +121,24 @@ def mac(a: te.Tensor, wp: te.Tensor, n2: int) -> te.Tensor:
     return te.compute((pairs_len, m_len, n2), lambda *i: padded[i], name="gs_circ_mac_crop")
 
 
-def idft(yf: te.Tensor, e: te.Tensor, bias: te.Tensor, n_len: int) -> te.Tensor:
-    """yf[P, M, 2N/b] -> y[M, N] + bias, the padding of the last block cut off."""
+def idft(yf: te.Tensor, e: te.Tensor, bias: te.Tensor) -> te.Tensor:
+    """yf[P, M, 2N/b] -> y[M, N/b, b] + bias (zero past N; the caller reshapes and crops). The bias
+    epilogue keeps the GEMM's shape: a reshaping epilogue computed per column tile writes outside its
+    tile when the tile is narrower than b (it did on aarch64's 4-lane tiles: found under qemu)."""
     _, m_len, n2 = (int(s) for s in yf.shape)
-    b = int(e.shape[0])
+    b, n_len = int(e.shape[0]), int(bias.shape[0])
     nb = n2 // 2
     q = te.reduce_axis((0, b), name="q")
     blocks = te.compute((m_len, nb, b), lambda m, i, t: te.sum(yf[q // 2, m, (q % 2) * nb + i] * e[q, t], axis=q),
                         name=IDFT_BLOCK)
-    return te.compute((m_len, n_len), lambda m, n: blocks[m, n // b, n % b] + bias[n], name="gs_circ_bias")
+
+    def biased(m, i, t):
+        if nb * b == n_len:
+            return blocks[m, i, t] + bias[i * b + t]
+        return blocks[m, i, t] + te.if_then_else(i * b + t < n_len, bias[te.min(i * b + t, n_len - 1)],
+                                                 te.const(0.0, "float32"))
+
+    return te.compute((m_len, nb, b), biased, name="gs_circ_bias")
 
 
 # -- direct path: one TIR kernel ---------------------------------------------------------------
