@@ -128,7 +128,8 @@ def test_dense_conv_schedule_on_arm(size, stride):
 
 @pytest.mark.parametrize("b", [4, 16])
 def test_circulant_kernels_on_arm(b):
-    """The direct kernel, and the FFT path's three GEMM-shaped stages scheduled by the ARM Matmul rule."""
+    """The direct kernel; the FFT path's DFT (fused with the pair regrouping, and as a TE GEMM), its
+    per-pair GEMM and inverse DFT scheduled by the ARM Matmul rule."""
     from gearshift.frontend.circulant import reconstruct
     from gearshift.schedules.kernels import circulant as circ
 
@@ -144,6 +145,9 @@ def test_circulant_kernels_on_arm(b):
     xs, d = te.placeholder((m, k), name="x"), te.placeholder((b, b), name="d")
     xq = run_kernel(_scheduled(Matmul(), [xs, d, circ.dft(xs, d)]), [x, circ.dft_matrix(b), np.zeros((m, k // b, b), np.float32)])[-1]
     a = xq.reshape(m, k // b, b // 2, 2).transpose(2, 0, 3, 1).reshape(b // 2, m, 2 * k // b)  # what `pairs` does
+    fused = run_kernel(circ.dft_pairs(m, k, b, MICRO.lanes, THREADS),
+                       [x, circ.dft_matrix(b), np.zeros((b // 2, m, 2 * k // b), np.float32)])[-1]
+    assert_close(fused, a)  # the kernel the pass emits where b | K
     wp = circ.pack_frequency_weights(circ.frequency_weights(vectors), MICRO.cols)
     ap, wpp = te.placeholder(a.shape, name="a"), te.placeholder(wp.shape, name="wp")
     yf = run_kernel(_scheduled(Matmul(), [ap, wpp, circ.mac(ap, wpp, 2 * n // b)]),
