@@ -17,7 +17,7 @@ import argparse
 
 from common import log, table, write_results  # first: sets thread env
 import numpy as np
-from prune_digits import HIDDEN, accuracy, dense_twin, digits_split, make_model, train
+from prune_digits import HIDDEN, accuracy, accuracy_rows, dense_twin, digits_split, make_model, train
 
 import gearshift
 from gearshift.frontend.circulant import circulantize, to_dense
@@ -40,8 +40,8 @@ def run_seed(seed: int, epochs: int, block: int, tune_epochs: int, lr: float) ->
     compiled_acc = float((session.run({"image": x_test})["logits"].argmax(1) == y_test).mean())
     layers = [f"{layer['name']} {layer['block']}" for layer in built.report["sparse_layers"] if layer["decision"] == "circulant"]
     log(f"seed {seed}: dense {dense_acc:.2%}, circulant {circ_acc:.2%} (projected {projected:.2%}), compiled {compiled_acc:.2%}")
-    return {"seed": seed, "dense": dense_acc, "circulant": circ_acc, "projected": projected, "compiled": compiled_acc,
-            "points_lost": (dense_acc - circ_acc) * 100, "circulant_layers": layers}
+    return {"seed": seed, "dense": dense_acc, "model": circ_acc, "projected": f"{projected:.2%}", "compiled": compiled_acc,
+            "points_lost": (dense_acc - circ_acc) * 100, "circulant_layers": "; ".join(layers)}
 
 
 def main() -> None:
@@ -53,14 +53,11 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     args = p.parse_args()
     runs = [run_seed(int(seed), args.epochs, args.block, args.tune_epochs, args.lr) for seed in args.seeds.split(",")]
-    rows = [("seed", "dense twin", f"circulant b={args.block} (torch)", "circulant, compiled by gearshift", "points lost",
-             "right after projection", "layers run circulant")]
-    for r in runs:
-        rows.append((r["seed"], f"{r['dense']:.2%}", f"{r['circulant']:.2%}", f"{r['compiled']:.2%}",
-                     f"{r['points_lost']:+.2f}", f"{r['projected']:.2%}", "; ".join(r["circulant_layers"])))
+    rows, summary = accuracy_rows(runs, f"circulant b={args.block}", [("right after projection", "projected"),
+                                                                       ("layers run circulant", "circulant_layers")])
     lost = [r["points_lost"] for r in runs]
     text = (f"# Block-circulant MLP on digits (b = {args.block} in both hidden layers)\n\n{table(rows)}\n\n"
-            f"points lost: mean {np.mean(lost):+.2f}, worst {max(lost):+.2f} (bar: <= 1 point); MLP 64-{HIDDEN}-{HIDDEN}-10, "
+            f"{summary}; MLP 64-{HIDDEN}-{HIDDEN}-10, "
             f"dense {args.epochs} epochs, circulant fine-tuning {args.tune_epochs} epochs at lr {args.lr:g} then {args.tune_epochs // 2} at {args.lr / 4:g}; 1257 train / 540 test images per seed.")
     write_results("circulant_digits", {"epochs": args.epochs, "block": args.block, "runs": runs,
                                        "mean_points_lost": float(np.mean(lost))}, text)
