@@ -30,7 +30,7 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 from gearshift.errors import InputError
 from gearshift.frontend.inventory import detect_blocks
 from gearshift.relay_passes import circulant
-from gearshift.relay_passes.exprs import dims, is_op, weight_matmul
+from gearshift.relay_passes.exprs import bias_adds, dims, is_op, weight_matmul
 from gearshift.schedules.cpu.microkernel import Microkernel
 from gearshift.frontend.patterns import block_library, block_project
 from gearshift.schedules.kernels.bsr import Tile, bsr_matmul, choose_tile, project, to_block_patterns, to_bsr
@@ -272,22 +272,7 @@ def rewrite_main(rewriter, main: relax.Function, params: list) -> tuple:
 
 def _biases(main: relax.Function, values: dict) -> dict:
     """matmul var -> bias weight, for `add(matmul(x, W), b)` where the add is the matmul's only use."""
-    bindings = [b for block in main.body.blocks for b in block.bindings]
-    uses: dict = {}
-    for b in bindings:
-        for v in relax.analysis.free_vars(b.value):
-            uses[v] = uses.get(v, 0) + 1
-    producers = {b.var: b.value for b in bindings}
-    out = {}
-    for b in bindings:
-        if not is_op(b.value, "relax.add"):
-            continue
-        mm, bias = b.value.args
-        producer = producers.get(mm)
-        if (producer is not None and weight_matmul(producer, values) is not None
-                and bias in values and uses.get(mm) == 1 and _bias_fits(bias, producer)):
-            out[mm] = bias
-    return out
+    return bias_adds(main, values, lambda call: weight_matmul(call, values) is not None, _bias_fits)
 
 
 @mutator

@@ -34,3 +34,23 @@ def weight_matmul(call: relax.Expr, weights) -> tuple[relax.Expr, relax.Expr] | 
             or len(x.ty.shape) < 2 or call.attrs.out_dtype not in ("", "float32", None)):
         return None
     return x, w
+
+
+def bias_adds(main: relax.Function, values, produces, fits) -> dict:
+    """producer var -> bias weight, for `add(v, b)` where v = a call with `produces(call)` true, the add
+    is v's only use, b is a weight in `values` and `fits(b, call)`: the bias a kernel can add itself."""
+    bindings = [b for block in main.body.blocks for b in block.bindings]
+    uses: dict = {}
+    for b in bindings:
+        for v in relax.analysis.free_vars(b.value):
+            uses[v] = uses.get(v, 0) + 1
+    producers = {b.var: b.value for b in bindings}
+    out = {}
+    for b in bindings:
+        if not is_op(b.value, "relax.add"):
+            continue
+        v, bias = b.value.args
+        producer = producers.get(v)
+        if producer is not None and bias in values and uses.get(v) == 1 and produces(producer) and fits(bias, producer):
+            out[v] = bias
+    return out

@@ -12,6 +12,7 @@ the weight keeps more than `MAX_DENSITY` of its entries: the pattern kernel runs
 dense kernel's FLOP rate here, so it pays only well below half density. Every rewrite is checked on
 random input against a float64 convolution with the same weights; beyond tolerance it stays dense.
 Other convs (grouped, dilated, other kernel sizes) keep the dense path, with the reason reported.
+A following per-channel bias add is done by the kernel (its accumulators start from the bias).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 from gearshift.frontend.patterns import fits, library, project
 from gearshift.relay_passes.block_sparse import (CHECK_ATOL, CHECK_RTOL, LayerReport, Log, SparsityPlan, new_weight,
                                                 rewrite_main)
-from gearshift.relay_passes.exprs import dims, is_op, static_f32
+from gearshift.relay_passes.exprs import bias_adds, dims, is_op, static_f32
 from gearshift.schedules.cpu.microkernel import Microkernel
 from gearshift.schedules.kernels.pattern_conv import out_extent, pack, padded_extent, pattern_conv2d
 
@@ -39,8 +40,17 @@ def pattern_sparsify(mod: tvm.IRModule, weights: list[np.ndarray], names: list[s
     """Rewrite `mod["main"]`'s pattern-spec convs (see the module docstring); as `block_sparsify`."""
     main = mod["main"]
     params = list(main.params[int(main.attrs["num_input"]):])
-    rewriter = _PatternSparsify(mod, dict(zip(params, weights)), dict(zip(params, names)), plan, micro, threads, log)
+    values = dict(zip(params, weights))
+    biases = bias_adds(main, values, lambda call: is_op(call, "relax.nn.conv2d"), _channel_bias)
+    rewriter = _PatternSparsify(mod, values, dict(zip(params, names)), biases, plan, micro, threads, log)
     return rewrite_main(rewriter, main, params)
+
+
+def _channel_bias(b: relax.Var, conv: relax.Call) -> bool:
+    """b is [1, C, 1, 1] (or [C, 1, 1]) with C the conv's output channels: a per-channel bias."""
+    shape = [int(d) for d in b.ty.shape.values] if isinstance(b.ty, relax.TensorType) and b.ty.shape is not None else []
+    cout = int(conv.args[1].ty.shape[0]) if isinstance(conv.args[1].ty, relax.TensorType) else -1
+    return shape in ([1, cout, 1, 1], [cout, 1, 1])
 
 
 def conv_problem(call: relax.Call) -> str | None:
@@ -75,13 +85,24 @@ def _library_of(w: np.ndarray) -> np.ndarray | None:
 
 @mutator
 class _PatternSparsify(PyExprMutator):
-    def __init__(self, mod, values: dict, names: dict, plan: SparsityPlan, micro: Microkernel, threads: int, log: Log):
+    def __init__(self, mod, values: dict, names: dict, biases: dict, plan: SparsityPlan, micro: Microkernel,
+                 threads: int, log: Log):
         super().__init__(mod)
         self.values, self.names, self.plan, self.micro, self.threads, self.log = values, names, plan, micro, threads, log
+        self.biases = biases  # conv var -> its per-channel bias weight, added by the kernel when rewritten
+        self.bias_done: set = set()
+        self.current = None
         self.new_weights: list[tuple[relax.Var, np.ndarray]] = []
         self.reports: list[LayerReport] = []
 
+    def visit_var_binding_(self, binding: relax.VarBinding) -> None:
+        self.current = binding.var
+        super().visit_var_binding_(binding)
+
     def visit_call_(self, call: relax.Call) -> relax.Expr:
+        if is_op(call, "relax.add") and call.args[0] in self.bias_done:
+            return self.visit_expr(call.args[0])  # the kernel already added this bias
+        var = self.current
         new = super().visit_call_(call)
         if not is_op(call, "relax.nn.conv2d") or call.args[1] not in self.values:
             return new
@@ -89,9 +110,9 @@ class _PatternSparsify(PyExprMutator):
         spec = self.plan.for_layer(self.names[w])
         if spec.kind != "pattern" or not static_f32(x) or not static_f32(w):
             return new
-        return self._rewrite(call, new, spec)
+        return self._rewrite(var, call, new, spec)
 
-    def _rewrite(self, call: relax.Call, new: relax.Expr, spec) -> relax.Expr:
+    def _rewrite(self, var, call: relax.Call, new: relax.Expr, spec) -> relax.Expr:
         x, w = call.args
         name, weight = self.names[w], self.values[w]
         cout, cin = weight.shape[:2]
@@ -133,9 +154,15 @@ class _PatternSparsify(PyExprMutator):
             return new
         report.decision, report.why = "pattern", "existing patterns" if spec.patterns is None else f"projected ({spec})"
         report.packed_bytes = sum(arr.nbytes for arr in arrays)
-        return self._emit(name, x, masks, arrays, sizes, cout, out_extent(h, wd, pads, stride))
+        bias_param = self.biases.get(var)
+        if bias_param is not None:
+            self.bias_done.add(var)
+            bias = new_weight(self.new_weights, f"{name}.pattern_bias", self.values[bias_param].reshape(cout))
+        else:
+            bias = relax.const(np.zeros(cout, np.float32))
+        return self._emit(name, x, masks, arrays, sizes, cout, out_extent(h, wd, pads, stride), bias)
 
-    def _emit(self, name, x, masks, arrays, sizes, cout, extent) -> relax.Expr:
+    def _emit(self, name, x, masks, arrays, sizes, cout, extent, bias) -> relax.Expr:
         bb = self.builder_
         values, channels, offsets, order = arrays
         kernel = pattern_conv2d(*sizes[:7], masks, sizes[9], sizes[10], sizes[11])
@@ -149,7 +176,7 @@ class _PatternSparsify(PyExprMutator):
         n, _, _, h, w, pads, stride = sizes[:7]
         out_shape = [n, cout, *padded_extent(h, w, pads, stride, sizes[10])]
         out = bb.emit(relax.call_tir(gv, [self.visit_expr(x), new_weight(self.new_weights, f"{name}.pattern_values", values),
-                                          *structure, relax.const(np.zeros(cout, np.float32))],
+                                          *structure, bias],
                                      relax.TensorType(out_shape, "float32")))
         if tuple(out_shape[2:]) != extent:
             out = relax.op.strided_slice(out, axes=[2, 3], begin=[0, 0], end=list(extent))

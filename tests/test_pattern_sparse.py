@@ -84,6 +84,8 @@ def test_pattern_conv_matches_onnxruntime(k, stride, pads, size, tmp_path):
     built, got, ref = run_both(conv_model(w, *size, stride, pads), conv_model(pruned, *size, stride, pads),
                                f"pattern:{k}:0.75", x, tmp_path)
     assert [layer["decision"] for layer in built.report["sparse_layers"]] == ["pattern"]
+    assert "conv.weight.pattern_bias" in built.weights  # the bias add is fused into the kernel
+    assert not any(w.shape == (1, cout, 1, 1) for w in built.weights.values())
     assert_close(got, ref)
 
 
