@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 
 from gearshift.compiler import compile, compile_model, save  # noqa: E402  (needs __version__)
 from gearshift.frontend.load import load  # noqa: E402
-from gearshift.runtime import Session, open_artifact  # noqa: E402
+from gearshift.runtime import Session, aligned_empty, open_artifact  # noqa: E402
 
 __all__ = [
     "ArtifactError",
@@ -38,6 +38,7 @@ __all__ = [
     "TargetError",
     "UnsupportedOpError",
     "__version__",
+    "aligned_empty",
     "compile",
     "compile_model",
     "load",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import compare, log, ort_session, table, threads_note, write_results  # first: sets thread env
+from common import aligned, compare, log, ort_session, table, threads_note, write_results  # first: sets thread env
 import numpy as np
 from block_sparse import M, matmul_model
 
@@ -35,7 +35,7 @@ def session(proto, spec: str, path: str):
 def case(k: int, n: int, repeat: int) -> dict:
     rng = np.random.default_rng(0)
     wt = (rng.standard_normal((n, k)) / np.sqrt(k)).astype(np.float32)
-    b, x = rng.standard_normal(n).astype(np.float32), rng.standard_normal((M, k)).astype(np.float32)
+    b, x = rng.standard_normal(n).astype(np.float32), aligned(rng.standard_normal((M, k)).astype(np.float32))
     masked, _, _ = block_project(wt, block_library(wt, 4, 4, 8, 4), 0.75)
     proto = matmul_model(np.ascontiguousarray(masked.T), b)
     pattern, layer = session(proto, "pattern", "out/bench-pattern-dense")  # the patterns are in the weights

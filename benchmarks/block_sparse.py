@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import compare, log, ort_session, table, threads_note, write_results  # first: sets thread env
+from common import aligned, compare, log, ort_session, table, threads_note, write_results  # first: sets thread env
 import numpy as np
 import onnx
 import torch
@@ -56,7 +56,7 @@ def kernel_case(k: int, n: int, sparsity: float, block: tuple[int, int], repeat:
     rng = np.random.default_rng(0)
     wt = project((rng.standard_normal((n, k)) / np.sqrt(k)).astype(np.float32), *block, sparsity)  # [out, in]
     w, b = np.ascontiguousarray(wt.T, dtype=np.float32), rng.standard_normal(n).astype(np.float32)
-    x = rng.standard_normal((M, k)).astype(np.float32)
+    x = aligned(rng.standard_normal((M, k)).astype(np.float32))
     proto = matmul_model(w, b)
     spec = f"bsr::{block[0]}x{block[1]}"  # the zeros are already there: keep them, in this block shape
     sparse = gearshift.Session(gearshift.save(gearshift.compile_model(proto, "host", sparsity=spec), "out/bench-bsr",

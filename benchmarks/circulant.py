@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import compare, log, ort_session, table, threads_note, write_results  # first: sets thread env
+from common import aligned, compare, log, ort_session, table, threads_note, write_results  # first: sets thread env
 import numpy as np
 import torch
 from block_sparse import M, matmul_model
@@ -37,7 +37,7 @@ def session(proto, spec: str, path: str):
 def kernel_case(k: int, n: int, b: int, repeat: int) -> dict:
     rng = np.random.default_rng(0)
     wt = reconstruct(project((rng.standard_normal((n, k)) / np.sqrt(k)).astype(np.float32), b), n, k)
-    bias, x = rng.standard_normal(n).astype(np.float32), rng.standard_normal((M, k)).astype(np.float32)
+    bias, x = rng.standard_normal(n).astype(np.float32), aligned(rng.standard_normal((M, k)).astype(np.float32))
     proto = matmul_model(np.ascontiguousarray(wt.T), bias)
     feeds = {"x": x}
     runs, layers = {}, {}

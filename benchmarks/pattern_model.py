@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import compare, log, ort_session, table, threads_note, write_results  # first: sets thread env
+from common import aligned, compare, log, ort_session, table, threads_note, write_results  # first: sets thread env
 import numpy as np
 import torch
 from torch import nn
@@ -64,7 +64,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = vgg16_shaped()
     convs = prune_convs(model)
-    x = np.random.default_rng(0).standard_normal((1, 3, args.size, args.size)).astype(np.float32)
+    x = aligned(np.random.default_rng(0).standard_normal((1, 3, args.size, args.size)).astype(np.float32))
     proto = export_torch(model, {"x": x}, output_names=["y"])
     log("compiling (pattern)")
     built = gearshift.compile_model(proto, "host", sparsity="pattern", log=log)

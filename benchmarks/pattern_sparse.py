@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import compare, log, ort_session, table, threads_note, write_results  # first: sets thread env
+from common import aligned, compare, log, ort_session, table, threads_note, write_results  # first: sets thread env
 import numpy as np
 import onnx
 import torch
@@ -43,7 +43,7 @@ def layer_case(c: int, size: int, repeat: int) -> dict:
     w = (rng.standard_normal((c, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32)
     masked, _, _ = project(w, library(w, PATTERNS), CONNECTIVITY)
     b = rng.standard_normal(c).astype(np.float32)
-    x = rng.standard_normal((1, c, size, size)).astype(np.float32)
+    x = aligned(rng.standard_normal((1, c, size, size)).astype(np.float32))
     proto = conv_model(masked, b, size)
     built = gearshift.compile_model(proto, "host", sparsity="pattern")
     sparse = gearshift.Session(gearshift.save(built, "out/bench-pattern", overwrite=True))

@@ -67,12 +67,32 @@ class Session:
         staging = getattr(self._staging, "tensors", None)
         if staging is None:  # per thread: concurrent callers never share an input buffer
             staging = self._staging.tensors = [tvm.runtime.empty(s.shape, s.dtype, self._device) for s in self.inputs]
+        args = []
         for spec, tensor in zip(self.inputs, staging):
-            tensor.copyfrom(spec.check(inputs[spec.name]))
-        return staging
+            value = spec.check(inputs[spec.name])
+            if value.ctypes.data % ALIGNMENT == 0 and value.size:  # TVM reads it in place (see `aligned_empty`)
+                args.append(tvm.runtime.from_dlpack(value))
+            else:
+                tensor.copyfrom(value)
+                args.append(tensor)
+        return args
 
     def _call(self, args: list):
         return self._main(*args, *self._weights)
+
+
+ALIGNMENT = 64  # bytes: what TVM requires of memory it uses in place
+
+
+def aligned_empty(shape, dtype="float32") -> np.ndarray:
+    """An uninitialised C-contiguous array at a 64-byte aligned address. `Session.run` reads such
+    inputs in place; others (numpy aligns to 16 bytes) are first copied into a staging buffer, which
+    costs ~0.08 ms per 1.5 MB here: a tenth of a fast sparse layer."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(nbytes + ALIGNMENT, np.uint8)
+    start = (-raw.ctypes.data) % ALIGNMENT
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
 def _content_addressed(artifact: Artifact) -> Path:
