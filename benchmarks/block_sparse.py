@@ -42,12 +42,12 @@ KERNELS = [  # (K, N, sparsity, block)
 ]
 
 
-def matmul_model(w: np.ndarray, b: np.ndarray) -> onnx.ModelProto:
+def matmul_model(w: np.ndarray, b: np.ndarray, rows: int = M) -> onnx.ModelProto:
     k, n = w.shape
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["x", "w"], ["mm"], name="fc"), helper.make_node("Add", ["mm", "b"], ["y"])],
-        "fc", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [M, k])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [M, n])],
+        "fc", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [rows, k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [rows, n])],
         [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
 

@@ -3,7 +3,8 @@
 VGG-16-shaped layers (56x56x128->128, 28x28x256->256, 14x14x512->512), 4-of-9 patterns (a library
 of 4 per layer) plus connectivity pruning keeping 28 % of the kernels (PatDNN's VGG-16 rate: ~8x
 fewer weights, ~88 % sparse). gearshift's pattern kernel vs ONNX Runtime dense conv on the same
-masked ONNX, gearshift's own dense conv schedule and torch dense.
+masked ONNX, gearshift's own dense conv schedule and torch dense; and, for scale, gearshift BSR
+(16x1) at the same density on the conv's im2col GEMM ([H*W, 9*CI] @ [9*CI, CO], im2col not timed).
     bars: >= 4x ORT dense (ideal 8x), >= 3x gearshift dense.
 Writes benchmarks/results/pattern_sparse.{json,md}.
 
@@ -18,11 +19,13 @@ from common import aligned, compare, log, ort_session, table, threads_note, writ
 import numpy as np
 import onnx
 import torch
+from block_sparse import matmul_model
 from onnx import TensorProto, helper, numpy_helper
 
 import gearshift
 from gearshift.bench import thread_count
 from gearshift.frontend.patterns import library, project
+from gearshift.schedules.kernels.bsr import project as bsr_project
 
 LAYERS = [(128, 56), (256, 28), (512, 14)]  # (channels, spatial size)
 PATTERNS, CONNECTIVITY = 4, 0.72
@@ -51,6 +54,13 @@ def layer_case(c: int, size: int, repeat: int) -> dict:
                                              overwrite=True))
     ort = ort_session(proto.SerializeToString())
     feeds = {"x": x}
+    # gearshift BSR at the same density on the conv's GEMM (im2col: [H*W, CI*9] @ [CI*9, CO]); the
+    # im2col itself is not timed, so this is a lower bound for a BSR conv, not a conv.
+    gemm_w = bsr_project(np.ascontiguousarray(w.reshape(c, 9 * c)), 16, 1, 1.0 - float((masked != 0).mean()))
+    gemm = matmul_model(np.ascontiguousarray(gemm_w.T), b, rows=size * size)
+    bsr = gearshift.Session(gearshift.save(gearshift.compile_model(gemm, "host", sparsity="bsr::16x1"),
+                                           "out/bench-pattern-bsr", overwrite=True))
+    cols = {"x": aligned(rng.standard_normal((size * size, 9 * c)).astype(np.float32))}
     tx, tw, tb = torch.from_numpy(x), torch.from_numpy(masked), torch.from_numpy(b)
     outputs = {"gearshift_pattern": sparse.run(feeds)["y"], "onnxruntime": ort.run(None, feeds)[0],
                "gearshift_dense": dense.run(feeds)["y"],
@@ -60,8 +70,11 @@ def layer_case(c: int, size: int, repeat: int) -> dict:
         row = compare(f"{size}x{size}x{c}->{c}", {
             "gearshift_pattern": lambda: sparse.run(feeds), "onnxruntime": lambda: ort.run(None, feeds),
             "gearshift_dense": lambda: dense.run(feeds),
-            "torch_dense": lambda: torch.nn.functional.conv2d(tx, tw, tb, padding=1)},
-            outputs, repeat=repeat, flops=2 * int((masked != 0).sum()) * size * size)
+            "torch_dense": lambda: torch.nn.functional.conv2d(tx, tw, tb, padding=1),
+            "gearshift_bsr_gemm": lambda: bsr.run(cols)},
+            {**outputs, "gearshift_bsr_gemm": outputs["onnxruntime"]}, repeat=repeat,
+            flops=2 * int((masked != 0).sum()) * size * size)
+    row["engines"]["gearshift_bsr_gemm"]["max_abs_error"] = None  # another computation: time only
     e = row["engines"]
     layer = built.report["sparse_layers"][0]
     row.update(density=density, decision=layer["decision"], dense_bytes=layer["dense_bytes"],
@@ -81,13 +94,15 @@ def main() -> None:
     torch.set_num_threads(thread_count())
     layers = [layer_case(c, size, args.repeat) for c, size in LAYERS]
     rows = [("layer (batch 1)", "density", "gearshift pattern ms", "ORT dense ms", "speedup vs ORT", "of ideal 1/density",
-             "gearshift dense ms", "vs gearshift dense", "torch dense ms", "weights MB dense -> packed", "max err")]
+             "gearshift dense ms", "vs gearshift dense", "torch dense ms", "gearshift BSR 16x1, GEMM only ms",
+             "weights MB dense -> packed", "max err")]
     for r in layers:
         e = r["engines"]
         rows.append((r["case"], f"{r['density']:.3f}", f"{e['gearshift_pattern']['median_ms']:.3f}",
                      f"{e['onnxruntime']['median_ms']:.3f}", f"{r['speedup_vs_ort']:.2f}x", f"{r['fraction_of_ideal']:.0%}",
                      f"{e['gearshift_dense']['median_ms']:.3f}", f"{r['speedup_vs_dense']:.2f}x",
-                     f"{e['torch_dense']['median_ms']:.3f}", f"{r['dense_bytes'] / 1e6:.2f} -> {r['packed_bytes'] / 1e6:.2f}",
+                     f"{e['torch_dense']['median_ms']:.3f}", f"{e['gearshift_bsr_gemm']['median_ms']:.3f}",
+                     f"{r['dense_bytes'] / 1e6:.2f} -> {r['packed_bytes'] / 1e6:.2f}",
                      f"{e['gearshift_pattern']['max_abs_error']:.1e}"))
     text = (f"# Pattern-sparse 3x3 convs vs dense peers ({PATTERNS} patterns of 4-of-9, {1 - CONNECTIVITY:.0%} of kernels kept)"
             f"\n\n{table(rows)}\n\n{threads_note()}; medians of {args.repeat} interleaved runs after 3 warm-ups.")
