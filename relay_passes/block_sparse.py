@@ -452,8 +452,9 @@ class _Masks:
 
 
 @functools.lru_cache(maxsize=64)
-def _host_kernel(m: int, k: int, n: int, r: int, c: int, nnz: int, tile: Tile, threads: int = 1, masks=_Masks(None)):
-    kernel = bsr_matmul(m, k, n, r, c, nnz, tile, threads, masks.masks).with_attr("global_symbol", "main")
+def _host_kernel(m: int, k: int, n: int, r: int, c: int, nnz: int, tile: Tile, threads: int = 1,
+                 masks: _Masks | None = None):
+    kernel = bsr_matmul(m, k, n, r, c, nnz, tile, threads, masks.masks if masks else None).with_attr("global_symbol", "main")
     return tvm.compile(tvm.IRModule({"main": kernel}), target=tvm.target.Target({"kind": "llvm"}))
 
 

@@ -16,11 +16,10 @@ import functools
 
 import numpy as np
 import tvm
-from tvm import relax, te
-
 from gearshift.frontend.circulant import detect_block, project, reconstruct
 from gearshift.relay_passes.exprs import dims
 from gearshift.schedules.kernels import circulant as kernels
+from tvm import relax, te
 
 
 def rewrite(walk, var, new: relax.Expr, x: relax.Expr, w: relax.Var, spec, report) -> relax.Expr:
@@ -131,7 +130,7 @@ def _host_kernels(path: str, m: int, k: int, n: int, b: int, threads: int, lanes
 def check(path: str, sizes: tuple, w: np.ndarray, bias: np.ndarray, arrays: list[np.ndarray]) -> float:
     """Run the kernel(s) of `path` for `sizes` (m, k, n, b, threads, lanes, budget) on random
     activations: max |error| / max(1, max |reference|) against x @ w + bias in float64."""
-    m, k, n, b = sizes[:4]
+    m, k, _, b = sizes[:4]
     x = np.random.default_rng(0).standard_normal((m, k)).astype(np.float32)
     expected = x.astype(np.float64) @ w.astype(np.float64) + bias
     out = tvm.runtime.tensor(np.zeros(expected.shape, np.float32))

@@ -17,7 +17,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from gearshift.schedules.targets import get_target
 
 QEMU = "qemu-aarch64"

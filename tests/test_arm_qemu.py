@@ -10,9 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import assert_close
-from tvm import te
-
-from gearshift.frontend.patterns import block_library, block_project, library, project as pattern_project
+from gearshift.frontend.patterns import block_library, block_project, library
+from gearshift.frontend.patterns import project as pattern_project
 from gearshift.relay_passes.pattern_sparse import reference_conv
 from gearshift.schedules.cpu.conv2d import Conv2d
 from gearshift.schedules.cpu.matmul import Matmul
@@ -23,6 +22,7 @@ from gearshift.schedules.kernels.dense import pack_weight, packed_dense
 from gearshift.schedules.kernels.pattern_conv import out_extent, pack, padded_extent, pattern_conv2d
 from gearshift.schedules.qemu import missing_tools, run_kernel
 from gearshift.schedules.targets import get_target
+from tvm import te
 
 pytestmark = pytest.mark.skipif(bool(missing_tools()), reason=f"needs {missing_tools()} (Debian gcc-aarch64-linux-gnu, qemu-user)")
 
@@ -91,8 +91,6 @@ def test_pattern_conv_on_arm(stride, pads):
 
 
 def _scheduled(rule, tensors):
-    import tvm
-
     func = te.create_prim_func(tensors)
     sch = rule.apply(func, ARM, False)
     assert sch is not None, f"{type(rule).__name__} did not match"

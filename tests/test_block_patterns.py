@@ -7,11 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import assert_close, ort_run
-from test_block_sparse import compile_run, fc_model
-
 from gearshift.frontend.patterns import block_fits, block_library, block_project
 from gearshift.relay_passes.block_sparse import _Masks, block_patterns_of, check_kernel
 from gearshift.schedules.kernels.bsr import Tile, bsr_matmul, to_block_patterns
+from test_block_sparse import compile_run, fc_model
 
 RNG = np.random.default_rng(5)
 
@@ -28,7 +27,9 @@ def test_library_and_projection():
     assert (ids == energy.argmax(axis=2)).all()  # each block takes the pattern keeping most energy
     # Lloyd refinement never keeps less energy than the most-frequent start
     start = block_library(wt, 4, 4, 8, 4, iterations=0)
-    kept_energy = lambda m: np.linalg.norm(block_project(wt, m)[0])  # noqa: E731
+    def kept_energy(m):
+        return np.linalg.norm(block_project(wt, m)[0])
+
     assert kept_energy(masks) >= kept_energy(start) - 1e-6
     # a weight whose blocks already follow the library is returned unchanged, its patterns found again
     assert np.array_equal(block_project(pruned, masks)[0], pruned)
@@ -40,8 +41,8 @@ def test_library_and_projection():
 def test_packing_roundtrip_and_refusal():
     wt = RNG.standard_normal((32, 16)).astype(np.float32)
     masks = block_library(wt, 4, 4, 6, 3)
-    pruned, ids, kept = block_project(wt, masks, 0.25)
-    values, indices, offsets = to_block_patterns(pruned, masks)
+    pruned, _, kept = block_project(wt, masks, 0.25)
+    values, _, offsets = to_block_patterns(pruned, masks)
     assert values.shape == (int(kept.sum()), 6) and offsets.shape == (8 * 3 + 1,) and offsets[-1] == kept.sum()
     assert np.isclose(np.abs(values).sum(), np.abs(pruned).sum())
     with pytest.raises(ValueError, match="fits none"):

@@ -8,15 +8,21 @@ import numpy as np
 import pytest
 import torch
 from conftest import assert_close, ort_run
-from test_block_sparse import compile_run, fc_model
-
 from gearshift.errors import InputError
-from gearshift.frontend.circulant import (CirculantLinear, circulant_error, circulantize, detect_block, project,
-                                          reconstruct, to_dense)
+from gearshift.frontend.circulant import (
+    CirculantLinear,
+    circulant_error,
+    circulantize,
+    detect_block,
+    project,
+    reconstruct,
+    to_dense,
+)
 from gearshift.frontend.load import export_torch
 from gearshift.relay_passes.block_sparse import LayerSpec, parse_spec
 from gearshift.relay_passes.circulant import _arrays, check
 from gearshift.schedules.kernels.circulant import choose_path
+from test_block_sparse import compile_run, fc_model
 
 RNG = np.random.default_rng(3)
 
