@@ -138,7 +138,7 @@ def _compile(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.exists() and not args.force:
         raise InputError(f"{out} exists; pass --force to replace it")
-    from gearshift.relay_passes.block_sparse import SparsityPlan
+    from gearshift.relay_passes.plan import SparsityPlan
 
     plan = SparsityPlan.parse(args.sparsity, args.layer_sparsity, args.sparse_form)
     built = compile_model(args.model, args.target, input_shapes=parse_input_shapes(args.input_shape),

@@ -25,9 +25,9 @@ from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from gearshift.frontend.patterns import fits, library, project
-from gearshift.relay_passes.block_sparse import (CHECK_ATOL, CHECK_RTOL, LayerReport, Log, SparsityPlan, new_weight,
-                                                rewrite_main)
+from gearshift.relay_passes.block_sparse import CHECK_ATOL, CHECK_RTOL, LayerReport, Log, new_weight, rewrite_main
 from gearshift.relay_passes.exprs import bias_adds, dims, is_op, static_f32
+from gearshift.relay_passes.plan import SparsityPlan
 from gearshift.schedules.cpu.microkernel import Microkernel
 from gearshift.schedules.kernels.pattern_conv import out_extent, pack, padded_extent, pattern_conv2d
 

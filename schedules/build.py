@@ -18,7 +18,8 @@ from tvm import relax
 
 from gearshift.errors import TargetError
 from gearshift.frontend.importer import Imported
-from gearshift.relay_passes.block_sparse import SparsityPlan, block_sparsify
+from gearshift.relay_passes.block_sparse import block_sparsify
+from gearshift.relay_passes.plan import SparsityPlan
 from gearshift.relay_passes.pattern_sparse import pattern_sparsify
 from gearshift.relay_passes import clip_gathers, split_weight_transforms
 from gearshift.relay_passes.dense_layout import pack_dense_layers

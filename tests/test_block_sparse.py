@@ -10,7 +10,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 import gearshift
 from gearshift.errors import InputError
-from gearshift.relay_passes.block_sparse import LayerSpec, SparsityPlan, check_kernel, parse_spec
+from gearshift.relay_passes.block_sparse import check_kernel
+from gearshift.relay_passes.plan import LayerSpec, SparsityPlan, parse_spec
 from gearshift.schedules.cpu.microkernel import Microkernel
 from gearshift.schedules.kernels.bsr import Tile, bsr_matmul, choose_tile, chunk_rows, project, to_bsr
 

@@ -19,7 +19,7 @@ from gearshift.frontend.circulant import (
     to_dense,
 )
 from gearshift.frontend.load import export_torch
-from gearshift.relay_passes.block_sparse import LayerSpec, parse_spec
+from gearshift.relay_passes.plan import LayerSpec, parse_spec
 from gearshift.relay_passes.circulant import _arrays, check
 from gearshift.schedules.kernels.circulant import choose_path
 from test_block_sparse import compile_run, fc_model

@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 import gearshift
 from gearshift.errors import InputError
 from gearshift.frontend.patterns import PatternPruner, candidates, library, project
-from gearshift.relay_passes.block_sparse import LayerSpec, parse_spec
+from gearshift.relay_passes.plan import LayerSpec, parse_spec
 from gearshift.relay_passes.pattern_sparse import reference_conv
 
 RNG = np.random.default_rng(5)
@@ -91,7 +91,7 @@ def test_pattern_conv_matches_onnxruntime(k, stride, pads, size, tmp_path):
 
 @pytest.mark.parametrize("form", ["baked", "runtime"])
 def test_existing_patterns_and_pruned_filter(form, tmp_path):
-    from gearshift.relay_passes.block_sparse import SparsityPlan
+    from gearshift.relay_passes.plan import SparsityPlan
     w = RNG.standard_normal((16, 8, 3, 3)).astype(np.float32)
     pruned, _, _ = project(w, library(w, 4), 0.8)
     pruned[3] = 0  # a filter whose kernels are all pruned: its output is the bias alone
