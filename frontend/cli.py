@@ -119,12 +119,12 @@ def _inspect(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([layer.to_json() for layer in layers], indent=2))
         return 0
-    rows = [("layer", "kind", "weight shape", "MFLOPs", "params", "sparsity", "blocks")]
+    rows = [("layer", "kind", "weight shape", "MFLOPs", "params", "sparsity", "blocks", "circulant")]
     for layer in layers:
         block = "-" if layer.block is None else (
             layer.block if layer.block == "unstructured" else f"{layer.block} ({layer.block_sparsity:.0%} empty)")
         rows.append((layer.name, layer.kind, "x".join(map(str, layer.weight_shape)), f"{layer.flops / 1e6:.2f}",
-                     str(layer.params), f"{layer.sparsity:.1%}", block))
+                     str(layer.params), f"{layer.sparsity:.1%}", block, f"b={layer.circulant}" if layer.circulant else "-"))
     print(format_table(rows))
     total = sum(layer.flops for layer in layers)
     print(f"{len(layers)} weight-carrying layers, {total / 1e6:.1f} MFLOPs, "

@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from gearshift.frontend.circulant import detect_block
 from gearshift.frontend.cleanup import static_shapes
 
 BLOCK_SIDES = (1, 2, 4, 8, 16, 32)
@@ -32,6 +33,7 @@ class Layer:
     sparsity: float  # fraction of exact zeros in the weight
     block: str | None  # "RxC", "unstructured", or None for a dense weight
     block_sparsity: float  # fraction of all-zero blocks of that shape (0 when none)
+    circulant: int | None = None  # dense layers: the block size b of circulant blocks found (`--sparsity circulant`)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -57,8 +59,9 @@ def inventory(model: onnx.ModelProto) -> list[Layer]:
         params = w.size + (numpy_helper.to_array(weights[bias]).size if bias in weights else 0)
         sparsity = float(np.mean(w == 0)) if w.size else 0.0
         block, block_sparsity = detect_blocks(matrix)
+        circulant = detect_block(matrix) if kind != "conv" and sparsity < 1.0 else None
         layers.append(Layer(name, kind, wname, tuple(w.shape), flops, params, round(sparsity, 6), block,
-                            round(block_sparsity, 6)))
+                            round(block_sparsity, 6), circulant))
     return layers
 
 

@@ -44,6 +44,13 @@ def test_inventory_of_mlp_and_cnn(mlp_case, cnn_case):
     assert first.flops == 2 * 3 * 64 * 96 and first.params == 64 * 96 + 96
     assert first.block == "8x1" and 0.6 < first.sparsity < 0.9 and first.block_sparsity == pytest.approx(first.sparsity)
     assert layers[1].block is None
+    assert first.circulant is None and layers[1].circulant is None
+
+    import copy
+
+    from gearshift.frontend.circulant import circulantize, to_dense
+    twin = to_dense(circulantize(copy.deepcopy(module), 16, layers=r"layers\.1$"))  # its dense reconstruction
+    assert [layer.circulant for layer in inventory(gearshift.load(twin, feeds))] == [None, 16]
 
     cnn_layers = inventory(gearshift.load(*cnn_case))
     assert [layer.kind for layer in cnn_layers] == ["conv"] * 4 + ["gemm"]
