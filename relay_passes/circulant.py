@@ -55,9 +55,11 @@ def rewrite(walk, var, new: relax.Expr, x: relax.Expr, w: relax.Var, spec, repor
         return new
     bias_param = walk.biases.get(var)
     bias = walk.values[bias_param] if bias_param is not None else np.zeros(n, np.float32)
-    arrays = _arrays(vectors, path, walk.micro.cols)
-    error = check(path, (m, k, n, b, walk.threads, walk.micro.lanes, walk.micro.rows * walk.micro.vectors),
-                  reconstruct(vectors, n, k).T, bias, arrays)
+    budget = walk.micro.rows * walk.micro.vectors
+    form = kernels.mac_form(m, n, b, lanes, budget) if path == "fft" else "direct"
+    report.block = f"b={b} {path}" + (f" ({form})" if path == "fft" else "")
+    arrays = _arrays(vectors, form, walk.micro.cols)
+    error = check(form, (m, k, n, b, walk.threads, lanes, budget), reconstruct(vectors, n, k).T, bias, arrays)
     report.check_error = error
     if not error <= CHECK_ATOL + CHECK_RTOL:
         report.why = f"numerical check failed (error {error:.2e}); kept dense"
@@ -73,7 +75,7 @@ def rewrite(walk, var, new: relax.Expr, x: relax.Expr, w: relax.Var, spec, repor
     if len(x.ty.shape) != 2:
         x2 = bb.emit(relax.op.reshape(x2, (m, k)))
     bias_expr = walk.visit_expr(bias_param) if bias_param is not None else relax.const(np.zeros(n, np.float32))
-    stored = new_weight(walk.new_weights, f"{name}.circulant_{path}", arrays[0])
+    stored = new_weight(walk.new_weights, f"{name}.circulant_{form}", arrays[0])
     if path == "fft":
         d, e = (relax.const(a) for a in arrays[1:])
         if k % b == 0:
@@ -82,7 +84,7 @@ def rewrite(walk, var, new: relax.Expr, x: relax.Expr, w: relax.Var, spec, repor
         else:  # x's last piece is padded: the two TE kernels
             xq = bb.emit(bb.call_te(kernels.dft, x2, d, primfunc_name_hint="gs_circ_dft"))
             xq = bb.emit(bb.call_te(kernels.pairs, xq, primfunc_name_hint="gs_circ_pairs"))
-        yf = bb.emit(bb.call_te(kernels.mac, xq, stored, 2 * (-(-n // b)), primfunc_name_hint="gs_circ_mac"))
+        yf = bb.emit(_mac(bb, form, xq, stored, m, k, n, b, lanes, budget))
         blocks = bb.emit(bb.call_te(kernels.idft, yf, e, bias_expr, primfunc_name_hint="gs_circ_idft"))
         out = relax.op.reshape(blocks, (m, blocks.ty.shape[1] * b))
         if n % b:
@@ -96,51 +98,70 @@ def rewrite(walk, var, new: relax.Expr, x: relax.Expr, w: relax.Var, spec, repor
     return out
 
 
-def _arrays(vectors: np.ndarray, path: str, cols: int) -> list[np.ndarray]:
-    """What the kernels take: (packed frequency weights, D, E) for fft; (vectors,) for direct."""
-    if path == "direct":
+def _mac(bb, form: str, xq, stored, m: int, k: int, n: int, b: int, lanes: int, budget: int) -> relax.Expr:
+    kb, nb = -(-k // b), -(-n // b)
+    if form == "complex":
+        kernel = bb.add_func(kernels.complex_mac(m, kb, nb, max(b // 2, 1), lanes, kernels.complex_budget(budget)),
+                             "gs_circ_complex_mac")
+        return relax.call_tir(kernel, [xq, stored], relax.TensorType((max(b // 2, 1), m, 2 * nb), "float32"))
+    return bb.call_te(kernels.mac, xq, stored, 2 * nb, primfunc_name_hint="gs_circ_mac")
+
+
+def _arrays(vectors: np.ndarray, form: str, cols: int) -> list[np.ndarray]:
+    """What the kernels take: (vectors,) for direct; (frequency weights, D, E) for the FFT path, the
+    weights compact (b reals per block) for the complex form, packed 2 x 2 real blocks for the GEMM form."""
+    if form == "direct":
         return [np.ascontiguousarray(vectors, dtype=np.float32)]
     b = vectors.shape[2]
-    wp = kernels.pack_frequency_weights(kernels.frequency_weights(vectors), cols)
-    return [wp, kernels.dft_matrix(b), kernels.idft_matrix(b)]
+    weights = (kernels.compact_weights(vectors) if form == "complex"
+               else kernels.pack_frequency_weights(kernels.frequency_weights(vectors), cols))
+    return [weights, kernels.dft_matrix(b), kernels.idft_matrix(b)]
 
 
 @functools.lru_cache(maxsize=32)
-def _host_kernels(path: str, m: int, k: int, n: int, b: int, threads: int, lanes: int, budget: int, shapes: tuple):
-    """The direct kernel; or, for fft, the first kernel as the pass emits it (the TIR `dft_pairs`
-    where b | K) and the other two stages unscheduled (their math and layouts; the Matmul rule that
-    schedules them is tested on its own)."""
+def _host_kernels(form: str, m: int, k: int, n: int, b: int, threads: int, lanes: int, budget: int, shapes: tuple):
+    """The direct kernel; or the FFT path's kernels as the pass emits them (the TIR `dft_pairs` where
+    b | K, the TIR `complex_mac` for the complex form), with the TE stages unscheduled (their math and
+    layouts; the Matmul rule that schedules them is tested on its own)."""
     def compiled(func):
         return tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
                            target=tvm.target.Target({"kind": "llvm"}))
 
-    if path == "direct":
+    if form == "direct":
         return [compiled(kernels.direct(m, k, n, b, lanes, budget, threads))]
-    wp, d, e = (te.placeholder(s, name=nm) for s, nm in zip(shapes, ("wp", "d", "e")))
+    kb, nb, pairs = -(-k // b), -(-n // b), max(b // 2, 1)
+    weights, d, e = (te.placeholder(s, name=nm) for s, nm in zip(shapes, ("w", "d", "e")))
     x = te.placeholder((m, k), name="x")
     first = (kernels.dft_pairs(m, k, b, lanes, threads) if k % b == 0
              else te.create_prim_func([x, d, kernels.pairs(kernels.dft(x, d))]))
-    a = te.placeholder((max(b // 2, 1), m, 2 * (-(-k // b))), name="a")
+    a = te.placeholder((pairs, m, 2 * kb), name="a")
+    mac = (kernels.complex_mac(m, kb, nb, pairs, lanes, kernels.complex_budget(budget)) if form == "complex"
+           else te.create_prim_func([a, weights, kernels.mac(a, weights, 2 * nb)]))
+    yf = te.placeholder((pairs, m, 2 * nb), name="yf")
     bias = te.placeholder((n,), name="bias")
-    blocks = kernels.idft(kernels.mac(a, wp, 2 * (-(-n // b))), e, bias)
+    blocks = kernels.idft(yf, e, bias)
     y = te.compute((m, n), lambda i, j: blocks[i, j // b, j % b], name="y")
-    return [compiled(first), compiled(te.create_prim_func([a, wp, e, bias, y]))]
+    return [compiled(first), compiled(mac), compiled(te.create_prim_func([yf, e, bias, y]))]
 
 
-def check(path: str, sizes: tuple, w: np.ndarray, bias: np.ndarray, arrays: list[np.ndarray]) -> float:
-    """Run the kernel(s) of `path` for `sizes` (m, k, n, b, threads, lanes, budget) on random
-    activations: max |error| / max(1, max |reference|) against x @ w + bias in float64."""
-    m, k, _, b = sizes[:4]
+def check(form: str, sizes: tuple, w: np.ndarray, bias: np.ndarray, arrays: list[np.ndarray]) -> float:
+    """Run the kernels of `form` ("direct", "complex" or "gemm") for `sizes` (m, k, n, b, threads,
+    lanes, budget) on random activations: max |error| / max(1, max |reference|) against x @ w + bias
+    in float64."""
+    m, k, n, b = sizes[:4]
     x = np.random.default_rng(0).standard_normal((m, k)).astype(np.float32)
     expected = x.astype(np.float64) @ w.astype(np.float64) + bias
     out = tvm.runtime.tensor(np.zeros(expected.shape, np.float32))
-    libs = _host_kernels(path, *sizes, tuple(a.shape for a in arrays))
+    libs = _host_kernels(form, *sizes, tuple(a.shape for a in arrays))
     t = [tvm.runtime.tensor(a) for a in arrays]
     bias_t = tvm.runtime.tensor(bias.astype(np.float32))
-    if path == "direct":
+    if form == "direct":
         libs[0](tvm.runtime.tensor(x), *t, bias_t, out)
     else:
-        a = tvm.runtime.tensor(np.zeros((max(b // 2, 1), m, 2 * (-(-k // b))), np.float32))
+        pairs, kb, nb = max(b // 2, 1), -(-k // b), -(-n // b)
+        a = tvm.runtime.tensor(np.zeros((pairs, m, 2 * kb), np.float32))
+        yf = tvm.runtime.tensor(np.zeros((pairs, m, 2 * nb), np.float32))
         libs[0](tvm.runtime.tensor(x), t[1], a)
-        libs[1](a, t[0], t[2], bias_t, out)
+        libs[1](a, t[0], yf)
+        libs[2](yf, t[2], bias_t, out)
     return float(np.abs(out.numpy() - expected).max() / max(1.0, np.abs(expected).max()))

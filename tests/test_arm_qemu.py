@@ -127,12 +127,12 @@ def test_dense_conv_schedule_on_arm(size, stride):
 @pytest.mark.parametrize("b", [4, 16])
 def test_circulant_kernels_on_arm(b):
     """The direct kernel; the FFT path's DFT (fused with the pair regrouping, and as a TE GEMM), its
-    per-pair GEMM and inverse DFT scheduled by the ARM Matmul rule."""
+    per-pair product (GEMM form scheduled by the ARM Matmul rule, and the complex kernel) and inverse DFT."""
     from gearshift.frontend.circulant import reconstruct
     from gearshift.schedules.kernels import circulant as circ
 
     rng = np.random.default_rng(b)
-    m, k, n = 16, 4 * b, 2 * b
+    m, k, n = 16, 4 * b, 4 * b
     vectors = rng.standard_normal((n // b, k // b, b)).astype(np.float32)
     x = rng.standard_normal((m, k)).astype(np.float32)
     bias = rng.standard_normal(n).astype(np.float32)
@@ -150,6 +150,9 @@ def test_circulant_kernels_on_arm(b):
     ap, wpp = te.placeholder(a.shape, name="a"), te.placeholder(wp.shape, name="wp")
     yf = run_kernel(_scheduled(Matmul(), [ap, wpp, circ.mac(ap, wpp, 2 * n // b)]),
                     [np.ascontiguousarray(a), wp, np.zeros((b // 2, m, 2 * n // b), np.float32)])[-1]
+    compact = run_kernel(circ.complex_mac(m, k // b, n // b, b // 2, MICRO.lanes, circ.complex_budget(24)),
+                         [np.ascontiguousarray(a), circ.compact_weights(vectors), np.zeros_like(yf)])[-1]
+    assert_close(compact, yf)  # the complex form on compact weights
     yp, e, bp = te.placeholder(yf.shape, name="yf"), te.placeholder((b, b), name="e"), te.placeholder((n,), name="bias")
     y = run_kernel(_scheduled(Matmul(), [yp, e, bp, circ.idft(yp, e, bp)]),
                    [yf, circ.idft_matrix(b), bias, np.zeros((m, n // b, b), np.float32)])[-1]

@@ -21,7 +21,7 @@ from gearshift.frontend.circulant import (
 from gearshift.frontend.load import export_torch
 from gearshift.relay_passes.plan import LayerSpec, parse_spec
 from gearshift.relay_passes.circulant import _arrays, check
-from gearshift.schedules.kernels.circulant import choose_path
+from gearshift.schedules.kernels.circulant import choose_path, mac_form
 from test_block_sparse import compile_run, fc_model
 
 RNG = np.random.default_rng(3)
@@ -75,13 +75,23 @@ def test_circulant_linear_trains_and_exports():
 
 
 @pytest.mark.parametrize("b", [4, 8, 16, 32, 64])
-@pytest.mark.parametrize("path", ["fft", "direct"])
-def test_kernels_against_numpy(b, path):
-    m, k, n = 16, 2 * b, 3 * b
-    vectors = RNG.standard_normal((3, 2, b)).astype(np.float32)
+@pytest.mark.parametrize("form", ["gemm", "complex", "direct"])
+def test_kernels_against_numpy(b, form):
+    """Both paths, the FFT path in both forms of its per-pair product (the 2 x 2 real GEMM and the
+    complex kernel on compact weights, which needs N/b to hold whole vectors)."""
+    m, k, n = 16, 2 * b, (8 if form == "complex" else 3) * b
+    vectors = RNG.standard_normal((n // b, 2, b)).astype(np.float32)
     bias = RNG.standard_normal(n).astype(np.float32)
-    error = check(path, (m, k, n, b, 2, 8, 12), reconstruct(vectors, n, k).T, bias, _arrays(vectors, path, 24))
+    error = check(form, (m, k, n, b, 2, 8, 12), reconstruct(vectors, n, k).T, bias, _arrays(vectors, form, 24))
     assert error < 1e-6
+
+
+def test_compact_weights_are_as_small_as_the_vectors():
+    vectors = RNG.standard_normal((12, 6, 16)).astype(np.float32)
+    assert _arrays(vectors, "complex", 24)[0].size == vectors.size  # 16x fewer numbers than dense
+    assert _arrays(vectors, "gemm", 24)[0].size == 2 * vectors.size
+    assert mac_form(128, 3072, 16, 8, 12) == "complex" and mac_form(128, 3072, 8, 8, 12) == "gemm"
+    assert mac_form(128, 40, 16, 8, 12) == "gemm"  # N/b = 3 holds no whole vector
 
 
 @pytest.mark.parametrize("spec,b,shape", [("circulant", 8, (64, 96)), ("circulant:16", 16, (64, 96)),
@@ -125,7 +135,7 @@ def test_trained_model_round_trip(tmp_path):
     proto = export_torch(model, {"x": x}, output_names=["y"])
     built, out = compile_run(proto, "circulant", {"x": x}, tmp_path)
     decisions = [(layer["decision"], layer["block"]) for layer in built.report["sparse_layers"]]
-    assert decisions[0] == ("circulant", "b=16 fft") and decisions[1][0] == "dense", decisions
+    assert decisions[0][0] == "circulant" and decisions[0][1].startswith("b=16 fft") and decisions[1][0] == "dense", decisions
     assert_close(out, model(torch.from_numpy(x)).detach().numpy())
 
 

@@ -142,6 +142,95 @@ def dft_pairs(m: int, k: int, b: int, lanes: int, threads: int = 1) -> tvm.tirx.
     return kernel
 
 
+def compact_weights(vectors: np.ndarray) -> np.ndarray:
+    """[N/b, K/b, b] defining vectors -> wc[b/2, 2, K/b, N/b]: per pair its two real matrices (pair
+    p >= 1: Re and Im of V_p; pair 0: V_0 and V_{b/2}), b reals per block: as small as the vectors."""
+    nb, kb, b = vectors.shape
+    spectrum = np.fft.fft(vectors.astype(np.float64), axis=2)
+    wc = np.zeros((max(b // 2, 1), 2, kb, nb))
+    for p in range(max(b // 2, 1)):
+        if p == 0:
+            wc[0, 0], wc[0, 1] = spectrum[:, :, 0].real.T, (spectrum[:, :, b // 2].real.T if b > 1 else 0.0)
+        else:
+            wc[p, 0], wc[p, 1] = spectrum[:, :, p].real.T, spectrum[:, :, p].imag.T
+    return wc.astype(np.float32)
+
+
+COMPLEX_MIN_BLOCK = 16  # below it the GEMM form's wider register block wins (measured here at b = 8:
+                        # 0.88 vs 1.09 ms; at b = 16 the compact form is 3-10 % faster and half the bytes)
+
+
+def mac_form(m: int, n: int, b: int, lanes: int, budget: int) -> str:
+    """"complex" (compact weights, `complex_mac`) or "gemm" (`mac` on the 2 x 2 real form)."""
+    nb = -(-n // b)
+    if b >= COMPLEX_MIN_BLOCK and complex_tile(m, nb, lanes, complex_budget(budget)) is not None:
+        return "complex"
+    return "gemm"
+
+
+def complex_budget(budget: int) -> int:
+    """Accumulators for `complex_mac` out of the dense microkernel's: two thirds (it also keeps two
+    weight vectors per accumulator column and two broadcasts per row in registers: 12 spilled on AVX2)."""
+    return budget * 2 // 3
+
+
+def complex_tile(m: int, nb: int, lanes: int, budget: int) -> tuple[int, int] | None:
+    """(rows, vectors) of `complex_mac`'s register block: 2 x rows x vectors accumulators within
+    `budget` (rows | M, vectors x lanes | N/b), the fewest loads per FMA ((2 rows broadcasts + 2
+    vectors weight loads) per 4 rows x vectors FMAs); None when N/b holds no whole vector."""
+    tiles = [(r, v) for v in range(1, budget // 2 + 1) if nb % (v * lanes) == 0
+             for r in range(1, budget // (2 * v) + 1) if m % r == 0]
+    return min(tiles, key=lambda t: ((t[0] + t[1]) / (2 * t[0] * t[1]), -t[0] * t[1]), default=None)
+
+
+def complex_mac(m: int, kb: int, nb: int, pairs: int, lanes: int, budget: int) -> tvm.tirx.PrimFunc:
+    """(a[P, M, 2K/b], wc[P, 2, K/b, N/b]) -> yf[P, M, 2N/b]: the per-pair products with the compact
+    weights, as complex multiply-adds (Yr += Xr Re - Xi Im, Yi += Xr Im + Xi Re; pair 0: two real
+    products). Reads half the weight bytes of the 2 x 2 GEMM form, and its register block does 4 FMAs
+    per pair of broadcasts and pair of weight vectors (the GEMM form: 3 vectors and 4 broadcasts per 12)."""
+    rows, vectors = complex_tile(m, nb, lanes, budget)
+    width = vectors * lanes
+    panels = nb // width
+
+    @T.prim_func(private=True)
+    def kernel(a: T.Buffer((pairs, m, 2 * kb), "float32"), wc: T.Buffer((pairs, 2, kb, nb), "float32"),
+               yf: T.Buffer((pairs, m, 2 * nb), "float32")):
+        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
+        for task in T.parallel(pairs * panels):  # pairs inner: each thread's share holds every pair
+                                                  # (pair 0 does half the work of the others)
+            for mo in range(m // rows):
+                acc = T.alloc_buffer((2, rows, vectors, lanes), "float32", scope="local")
+                for c, r, v in T.grid(2, rows, vectors):
+                    for e in T.vectorized(lanes):
+                        acc[c, r, v, e] = T.float32(0)
+                if task % pairs == 0:
+                    for j in range(kb):
+                        for c in T.unroll(2):
+                            for r in T.unroll(rows):
+                                for v in T.unroll(vectors):
+                                    for e in T.vectorized(lanes):
+                                        acc[c, r, v, e] = acc[c, r, v, e] + a[0, mo * rows + r, c * kb + j] * wc[
+                                            0, c, j, task // pairs * width + v * lanes + e]
+                else:
+                    for j in range(kb):
+                        for r in T.unroll(rows):
+                            for v in T.unroll(vectors):
+                                for e in T.vectorized(lanes):  # four statements: each one FMA
+                                    acc[0, r, v, e] = acc[0, r, v, e] + a[task % pairs, mo * rows + r, j] * wc[
+                                        task % pairs, 0, j, task // pairs * width + v * lanes + e]
+                                    acc[0, r, v, e] = acc[0, r, v, e] - a[task % pairs, mo * rows + r, kb + j] * wc[
+                                        task % pairs, 1, j, task // pairs * width + v * lanes + e]
+                                    acc[1, r, v, e] = acc[1, r, v, e] + a[task % pairs, mo * rows + r, j] * wc[
+                                        task % pairs, 1, j, task // pairs * width + v * lanes + e]
+                                    acc[1, r, v, e] = acc[1, r, v, e] + a[task % pairs, mo * rows + r, kb + j] * wc[
+                                        task % pairs, 0, j, task // pairs * width + v * lanes + e]
+                for c, r, v in T.grid(2, rows, vectors):
+                    for e in T.vectorized(lanes):
+                        yf[task % pairs, mo * rows + r, c * nb + task // pairs * width + v * lanes + e] = acc[c, r, v, e]
+
+    return kernel
+
+
 def mac(a: te.Tensor, wp: te.Tensor, n2: int) -> te.Tensor:
     """Per pair p: yf[p, M, 2N/b] = a[p] @ wf[p] (wp: wf packed in column panels)."""
     pairs_len, m_len, k2 = (int(s) for s in a.shape)
