@@ -70,7 +70,8 @@ class Session:
         args = []
         for spec, tensor in zip(self.inputs, staging):
             value = spec.check(inputs[spec.name])
-            if value.ctypes.data % ALIGNMENT == 0 and value.size:  # TVM reads it in place (see `aligned_empty`)
+            if value.ctypes.data % ALIGNMENT == 0 and value.size and value.flags.writeable:  # read in place
+                # (see `aligned_empty`; DLPack cannot export a read-only numpy array)
                 args.append(tvm.runtime.from_dlpack(value))
             else:
                 tensor.copyfrom(value)

@@ -161,6 +161,8 @@ def test_aligned_inputs_are_read_in_place(artifact_dir, mlp_case):
     np.testing.assert_array_equal(first, session.run({"x": x})["y"])
     aligned[...] = -x
     np.testing.assert_array_equal(session.run({"x": aligned})["y"], session.run({"x": -x})["y"])
+    aligned.flags.writeable = False  # DLPack cannot export it: copied instead
+    np.testing.assert_array_equal(session.run({"x": aligned})["y"], session.run({"x": -x})["y"])
     shifted = np.empty(x.size + 4, np.float32)[1:1 + x.size].reshape(x.shape)  # never 64-byte aligned
     shifted[...] = x
     np.testing.assert_array_equal(session.run({"x": shifted})["y"], first)
