@@ -29,7 +29,8 @@ from gearshift.relay_passes.block_sparse import CHECK_ATOL, CHECK_RTOL, LayerRep
 from gearshift.relay_passes.exprs import bias_adds, dims, is_op, static_f32
 from gearshift.relay_passes.plan import SparsityPlan
 from gearshift.schedules.cpu.microkernel import Microkernel
-from gearshift.schedules.kernels.pattern_conv import out_extent, pack, padded_extent, pattern_conv2d
+from gearshift.schedules.kernels.pattern_conv import (channel_group, choose_block, out_extent, pack, padded_extent,
+                                                      pattern_conv2d)
 
 MAX_DENSITY = 0.3  # fraction of weights kept above which a layer stays dense
 
@@ -140,12 +141,15 @@ class _PatternSparsify(PyExprMutator):
         if density > MAX_DENSITY:
             report.why = f"density {density:.2f} above {MAX_DENSITY}: the dense kernel is faster"
             return new
-        arrays = pack(pruned, masks, self.threads)
         n, _, h, wd = dims(x)
         a = call.attrs
         pads, stride = tuple(int(p) for p in a.padding), int(a.strides[0])
+        rows = choose_block(*out_extent(h, wd, pads, stride), self.micro.lanes)[0]
+        wp = (padded_extent(h, wd, pads, stride, self.micro.lanes)[1] - 1) * stride + 3
+        group = channel_group(cin, report.nnz_blocks / cout, rows, wp, stride)
+        arrays = pack(pruned, masks, self.threads, group)
         sizes = (n, cin, cout, h, wd, pads, stride, masks.tobytes(), len(masks), len(arrays[1]), self.micro.lanes,
-                 self.threads)
+                 self.threads, -(-cin // group))
         error = check_kernel(sizes, pruned, arrays)
         report.check_error = error
         if not error <= CHECK_ATOL + CHECK_RTOL:
@@ -165,7 +169,7 @@ class _PatternSparsify(PyExprMutator):
     def _emit(self, name, x, masks, arrays, sizes, cout, extent, bias) -> relax.Expr:
         bb = self.builder_
         values, channels, offsets, order = arrays
-        kernel = pattern_conv2d(*sizes[:7], masks, sizes[9], sizes[10], sizes[11])
+        kernel = pattern_conv2d(*sizes[:7], masks, sizes[9], sizes[10], sizes[11], ngroups=sizes[12])
         structure = [channels, offsets, order]
         if self.plan.form == "runtime":
             structure = [new_weight(self.new_weights, f"{name}.pattern_{part}", arr)
@@ -184,9 +188,9 @@ class _PatternSparsify(PyExprMutator):
 
 
 @functools.lru_cache(maxsize=32)
-def _host_kernel(n, cin, cout, h, w, pads, stride, mask_bytes, npat, kept, lanes, threads):
+def _host_kernel(n, cin, cout, h, w, pads, stride, mask_bytes, npat, kept, lanes, threads, ngroups):
     masks = np.frombuffer(mask_bytes, bool).reshape(npat, 3, 3)
-    kernel = pattern_conv2d(n, cin, cout, h, w, pads, stride, masks, kept, lanes, threads)
+    kernel = pattern_conv2d(n, cin, cout, h, w, pads, stride, masks, kept, lanes, threads, ngroups=ngroups)
     return (tvm.compile(tvm.IRModule({"main": kernel.with_attr("global_symbol", "main")}),
                         target=tvm.target.Target({"kind": "llvm"})),
             [n, cout, *padded_extent(h, w, pads, stride, lanes)])

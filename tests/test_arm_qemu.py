@@ -72,16 +72,17 @@ def test_bsr_kernel_on_arm_uses_neon():
     assert asm.count("fmla\tv") >= 8
 
 
-@pytest.mark.parametrize("stride,pads", [(1, (1, 1, 1, 1)), (2, (1, 1, 1, 1)), (1, (0, 0, 0, 0))])
-def test_pattern_conv_on_arm(stride, pads):
+@pytest.mark.parametrize("stride,pads,group", [(1, (1, 1, 1, 1), 0), (2, (1, 1, 1, 1), 0), (1, (0, 0, 0, 0), 3)])
+def test_pattern_conv_on_arm(stride, pads, group):
     rng = np.random.default_rng(stride)
     n, cin, cout, h, w = 1, 8, 12, 10, 9
     weight = rng.standard_normal((cout, cin, 3, 3)).astype(np.float32)
     masks = library(weight, 4)
     pruned, _, _ = pattern_project(weight, masks, 0.5)
     pruned[3] = 0  # a filter whose kernels are all pruned
-    values, channels, offsets, order = pack(pruned, masks, THREADS)
-    kernel = pattern_conv2d(n, cin, cout, h, w, pads, stride, masks, len(channels), MICRO.lanes, THREADS)
+    values, channels, offsets, order = pack(pruned, masks, THREADS, group)
+    kernel = pattern_conv2d(n, cin, cout, h, w, pads, stride, masks, len(channels), MICRO.lanes, THREADS,
+                            ngroups=-(-cin // group) if group else 1)
     x = rng.standard_normal((n, cin, h, w)).astype(np.float32)
     out_shape = (n, cout, *padded_extent(h, w, pads, stride, MICRO.lanes))
     out = run_kernel(kernel, [x, values, channels, offsets, order, np.zeros(cout, np.float32),

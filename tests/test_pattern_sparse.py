@@ -89,6 +89,23 @@ def test_pattern_conv_matches_onnxruntime(k, stride, pads, size, tmp_path):
     assert_close(got, ref)
 
 
+@pytest.mark.parametrize("group", [4, 5, 12])
+def test_kernel_by_channel_groups(group):
+    """Channels taken in groups (partial sums through the output), groups not dividing CI included."""
+    from gearshift.relay_passes.pattern_sparse import check_kernel
+    from gearshift.schedules.kernels.pattern_conv import pack
+
+    cin, cout = 12, 16
+    w = RNG.standard_normal((cout, cin, 3, 3)).astype(np.float32)
+    masks = library(w, 4)
+    pruned, _, _ = project(w, masks, 0.4)
+    arrays = pack(pruned, masks, 2, group)
+    ngroups = -(-cin // group)
+    assert len(arrays[2]) == ngroups * cout * 4 + 1
+    sizes = (1, cin, cout, 9, 11, (1, 1, 1, 1), 1, masks.tobytes(), 4, len(arrays[1]), 8, 2, ngroups)
+    assert check_kernel(sizes, pruned, arrays) < 1e-6
+
+
 @pytest.mark.parametrize("form", ["baked", "runtime"])
 def test_existing_patterns_and_pruned_filter(form, tmp_path):
     from gearshift.relay_passes.plan import SparsityPlan
