@@ -1,18 +1,20 @@
 """Block-circulant matmul y[M, N] = x[M, K] @ W + bias, Wᵀ made of b x b circulant blocks defined
 by vectors[N/b, K/b, b] (see `gearshift.frontend.circulant`). Two paths:
 
-FFT path (three kernels, each a small GEMM that the CPU Matmul rule schedules like any dense layer):
-  1. `dft`: every b-long piece of x to its real spectrum. For real input, frequency f and b - f are
-     conjugate, so b real numbers describe it; they are laid out as b/2 *pairs* q = 2p + c:
-     pair p >= 1 holds (Re X_p, Im X_p); pair 0 holds (X_0, X_{b/2}), both real. xq[M, K/b, b] =
-     x_pieces @ D[b, b] (a GEMM with b columns), then regrouped by pair (`pairs`).
-  2. `mac`: per pair p, a real GEMM [M, 2K/b] @ [2K/b, 2N/b]: for p >= 1 the 2 x 2 real form of the
-     complex product, [[Re V, Im V], [-Im V, Re V]]; for p = 0, [[V_0, 0], [0, V_{b/2}]]. The
-     frequency weights are computed and packed at compile time. FLOPs: 2MKN/b, b/2 fewer than dense.
+FFT path (three kernels):
+  1. the DFT of every b-long piece of x to its real spectrum. For real input, frequency f and b - f
+     are conjugate, so b real numbers describe it; they are laid out as b/2 *pairs* q = 2p + c:
+     pair p >= 1 holds (Re X_p, Im X_p); pair 0 holds (X_0, X_{b/2}), both real. It is x_pieces @
+     D[b, b] regrouped by pair: `dft_pairs` (TIR, both at once, where b | K) or `dft` + `pairs` (TE).
+  2. per pair p, the product with the weights' spectra: `complex_mac` (TIR, b >= 16: complex
+     multiply-adds on compact weights, b reals per block) or `mac` (TE, a real GEMM [M, 2K/b] @
+     [2K/b, 2N/b] on the 2 x 2 real form [[Re V, Im V], [-Im V, Re V]]; pair 0: [[V_0, 0], [0, V_{b/2}]]).
+     Both computed at compile time. FLOPs: 2MKN/b, b/2 fewer than dense.
   3. `idft`: back to b outputs per block, y = yf @ E[b, b] (+ bias), the inverse transform written for
      the pair layout (weights 1/b, 2/b and the sines' signs folded into E).
-  A DFT as a b x b matmul costs b MACs per value where an FFT costs log b, but at b <= 64 it is a
-  tiny fraction of step 2 (1/8 of it at b = 16 for BERT's FFN) and vectorises like any GEMM.
+  The TE kernels are GEMM-shaped, scheduled by the CPU Matmul rule like any dense layer. A DFT as a
+  b x b matmul costs b MACs per value where an FFT costs log b, but at b <= 64 it is a small
+  fraction of step 2 (1/8 of it at b = 16 for BERT's FFN) and vectorises like any GEMM.
 
 Direct path (one kernel, for small b or few rows): y_i[r] = sum_j sum_u v_ij[u] * x_j[(r - u) mod b].
   With x's pieces stored twice in a row (xx = [x_j, x_j]), x_j[(r - u) mod b] = xx[b - u + r]: a
