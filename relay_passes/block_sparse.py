@@ -130,16 +130,19 @@ def _biases(main: relax.Function, values: dict) -> dict:
     return bias_adds(main, values, lambda call: weight_matmul(call, values) is not None, _bias_fits)
 
 
-@mutator
-class _BlockSparsify(PyExprMutator):
+class WeightLayerWalk(PyExprMutator):
+    """The walk both sparsity passes share: each binding's var is known while its call is visited
+    (`rewrite_layer(var, call, new)` decides per call), and an `add` of a bias the new kernel already
+    added is dropped. Subclasses are decorated with `@mutator`; `rewrite_main` runs them."""
+
     def __init__(self, mod, values: dict, names: dict, biases: dict, plan: SparsityPlan, micro: Microkernel,
                  threads: int, log: Log):
         super().__init__(mod)
-        self.values, self.names, self.biases, self.plan, self.micro, self.log = values, names, biases, plan, micro, log
-        self.threads = threads
+        self.values, self.names, self.biases, self.plan, self.micro = values, names, biases, plan, micro
+        self.threads, self.log = threads, log
         self.new_weights: list[tuple[relax.Var, np.ndarray]] = []
         self.reports: list[LayerReport] = []
-        self.bias_done: set = set()  # matmul vars whose kernel added the bias
+        self.bias_done: set = set()  # producer vars whose kernel added the bias
         self.current = None  # the var of the binding being visited
 
     def visit_var_binding_(self, binding: relax.VarBinding) -> None:
@@ -150,7 +153,15 @@ class _BlockSparsify(PyExprMutator):
         if is_op(call, "relax.add") and call.args[0] in self.bias_done:
             return self.visit_expr(call.args[0])  # the kernel already added this bias
         var = self.current
-        new = super().visit_call_(call)
+        return self.rewrite_layer(var, call, super().visit_call_(call))
+
+    def rewrite_layer(self, var, call: relax.Call, new: relax.Expr) -> relax.Expr:
+        return new
+
+
+@mutator
+class _BlockSparsify(WeightLayerWalk):
+    def rewrite_layer(self, var, call: relax.Call, new: relax.Expr) -> relax.Expr:
         matmul = weight_matmul(call, self.values)
         return new if matmul is None else self._rewrite(var, new, *matmul)
 
@@ -306,11 +317,17 @@ class _Masks:
         return isinstance(other, _Masks) and self.key == other.key
 
 
+def build_for_host(func: tvm.tirx.PrimFunc):
+    """One kernel compiled for this machine, callable as `lib(*tensors)`: what the passes' numerical
+    checks run."""
+    return tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
+                       target=tvm.target.Target({"kind": "llvm"}))
+
+
 @functools.lru_cache(maxsize=64)
 def _host_kernel(m: int, k: int, n: int, r: int, c: int, nnz: int, tile: Tile, threads: int = 1,
                  masks: _Masks | None = None):
-    kernel = bsr_matmul(m, k, n, r, c, nnz, tile, threads, masks.masks if masks else None).with_attr("global_symbol", "main")
-    return tvm.compile(tvm.IRModule({"main": kernel}), target=tvm.target.Target({"kind": "llvm"}))
+    return build_for_host(bsr_matmul(m, k, n, r, c, nnz, tile, threads, masks.masks if masks else None))
 
 
 def check_kernel(sizes: tuple, w: np.ndarray, bias: np.ndarray, arrays) -> float:

@@ -123,9 +123,7 @@ def _host_kernels(form: str, m: int, k: int, n: int, b: int, threads: int, lanes
     """The direct kernel; or the FFT path's kernels as the pass emits them (the TIR `dft_pairs` where
     b | K, the TIR `complex_mac` for the complex form), with the TE stages unscheduled (their math and
     layouts; the Matmul rule that schedules them is tested on its own)."""
-    def compiled(func):
-        return tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
-                           target=tvm.target.Target({"kind": "llvm"}))
+    from gearshift.relay_passes.block_sparse import build_for_host as compiled
 
     if form == "direct":
         return [compiled(kernels.direct(m, k, n, b, lanes, budget, threads))]

@@ -22,10 +22,11 @@ import functools
 import numpy as np
 import tvm
 from tvm import relax
-from tvm.relax.expr_functor import PyExprMutator, mutator
+from tvm.relax.expr_functor import mutator
 
 from gearshift.frontend.patterns import fits, library, project
-from gearshift.relay_passes.block_sparse import CHECK_ATOL, CHECK_RTOL, LayerReport, Log, new_weight, rewrite_main
+from gearshift.relay_passes.block_sparse import (CHECK_ATOL, CHECK_RTOL, LayerReport, Log, WeightLayerWalk,
+                                                build_for_host, new_weight, rewrite_main)
 from gearshift.relay_passes.exprs import bias_adds, dims, is_op, static_f32
 from gearshift.relay_passes.plan import SparsityPlan
 from gearshift.schedules.cpu.microkernel import Microkernel
@@ -85,26 +86,8 @@ def _library_of(w: np.ndarray) -> np.ndarray | None:
 
 
 @mutator
-class _PatternSparsify(PyExprMutator):
-    def __init__(self, mod, values: dict, names: dict, biases: dict, plan: SparsityPlan, micro: Microkernel,
-                 threads: int, log: Log):
-        super().__init__(mod)
-        self.values, self.names, self.plan, self.micro, self.threads, self.log = values, names, plan, micro, threads, log
-        self.biases = biases  # conv var -> its per-channel bias weight, added by the kernel when rewritten
-        self.bias_done: set = set()
-        self.current = None
-        self.new_weights: list[tuple[relax.Var, np.ndarray]] = []
-        self.reports: list[LayerReport] = []
-
-    def visit_var_binding_(self, binding: relax.VarBinding) -> None:
-        self.current = binding.var
-        super().visit_var_binding_(binding)
-
-    def visit_call_(self, call: relax.Call) -> relax.Expr:
-        if is_op(call, "relax.add") and call.args[0] in self.bias_done:
-            return self.visit_expr(call.args[0])  # the kernel already added this bias
-        var = self.current
-        new = super().visit_call_(call)
+class _PatternSparsify(WeightLayerWalk):
+    def rewrite_layer(self, var, call: relax.Call, new: relax.Expr) -> relax.Expr:
         if not is_op(call, "relax.nn.conv2d") or call.args[1] not in self.values:
             return new
         x, w = call.args
@@ -191,9 +174,7 @@ class _PatternSparsify(PyExprMutator):
 def _host_kernel(n, cin, cout, h, w, pads, stride, mask_bytes, npat, kept, lanes, threads, ngroups):
     masks = np.frombuffer(mask_bytes, bool).reshape(npat, 3, 3)
     kernel = pattern_conv2d(n, cin, cout, h, w, pads, stride, masks, kept, lanes, threads, ngroups=ngroups)
-    return (tvm.compile(tvm.IRModule({"main": kernel.with_attr("global_symbol", "main")}),
-                        target=tvm.target.Target({"kind": "llvm"})),
-            [n, cout, *padded_extent(h, w, pads, stride, lanes)])
+    return build_for_host(kernel), [n, cout, *padded_extent(h, w, pads, stride, lanes)]
 
 
 def check_kernel(sizes: tuple, w: np.ndarray, arrays) -> float:
