@@ -59,22 +59,35 @@ def idft_matrix(b: int) -> np.ndarray:
     return e.astype(np.float32)
 
 
+def _pair_spectra(vectors: np.ndarray) -> np.ndarray:
+    """[N/b, K/b, b] defining vectors -> float64 [b/2, 2, K/b, N/b]: per pair its two real matrices
+    (pair p >= 1: Re and Im of V_p; pair 0: V_0 and V_{b/2}, both real), transposed to [J, I]."""
+    nb, kb, b = vectors.shape
+    spectrum = np.fft.fft(vectors.astype(np.float64), axis=2)  # [I, J, b]
+    spectra = np.zeros((max(b // 2, 1), 2, kb, nb))
+    for p in range(max(b // 2, 1)):
+        if p == 0:
+            spectra[0, 0], spectra[0, 1] = spectrum[:, :, 0].real.T, (spectrum[:, :, b // 2].real.T if b > 1 else 0.0)
+        else:
+            spectra[p, 0], spectra[p, 1] = spectrum[:, :, p].real.T, spectrum[:, :, p].imag.T
+    return spectra
+
+
+def compact_weights(vectors: np.ndarray) -> np.ndarray:
+    """wc[b/2, 2, K/b, N/b] (`_pair_spectra` in float32): b reals per block, as small as the vectors."""
+    return _pair_spectra(vectors).astype(np.float32)
+
+
 def frequency_weights(vectors: np.ndarray) -> np.ndarray:
     """[N/b, K/b, b] defining vectors -> the per-pair GEMM weights wf[b/2, 2K/b, 2N/b] (see module doc).
     Rows (c_in, j), columns (c_out, i)."""
-    nb, kb, b = vectors.shape
-    spectrum = np.fft.fft(vectors.astype(np.float64), axis=2)  # [I, J, b]
-    pairs = max(b // 2, 1)
+    spectra = _pair_spectra(vectors)
+    pairs, _, kb, nb = spectra.shape
     wf = np.zeros((pairs, 2, kb, 2, nb))
-    for p in range(pairs):
-        if p == 0:
-            wf[0, 0, :, 0, :] = spectrum[:, :, 0].real.T
-            if b > 1:
-                wf[0, 1, :, 1, :] = spectrum[:, :, b // 2].real.T
-            continue
-        re, im = spectrum[:, :, p].real.T, spectrum[:, :, p].imag.T  # [J, I]
-        wf[p, 0, :, 0, :], wf[p, 0, :, 1, :] = re, im
-        wf[p, 1, :, 0, :], wf[p, 1, :, 1, :] = -im, re
+    first, second = spectra[:, 0], spectra[:, 1]
+    wf[0, 0, :, 0], wf[0, 1, :, 1] = first[0], second[0]  # pair 0: two real products, no cross terms
+    wf[1:, 0, :, 0], wf[1:, 0, :, 1] = first[1:], second[1:]  # [[Re, Im], [-Im, Re]]
+    wf[1:, 1, :, 0], wf[1:, 1, :, 1] = -second[1:], first[1:]
     return wf.reshape(pairs, 2 * kb, 2 * nb).astype(np.float32)
 
 
@@ -142,20 +155,6 @@ def dft_pairs(m: int, k: int, b: int, lanes: int, threads: int = 1) -> tvm.tirx.
                         a[q // 2, row, (q % 2) * kb + jo * group + jj] = acc[jj, q]
 
     return kernel
-
-
-def compact_weights(vectors: np.ndarray) -> np.ndarray:
-    """[N/b, K/b, b] defining vectors -> wc[b/2, 2, K/b, N/b]: per pair its two real matrices (pair
-    p >= 1: Re and Im of V_p; pair 0: V_0 and V_{b/2}), b reals per block: as small as the vectors."""
-    nb, kb, b = vectors.shape
-    spectrum = np.fft.fft(vectors.astype(np.float64), axis=2)
-    wc = np.zeros((max(b // 2, 1), 2, kb, nb))
-    for p in range(max(b // 2, 1)):
-        if p == 0:
-            wc[0, 0], wc[0, 1] = spectrum[:, :, 0].real.T, (spectrum[:, :, b // 2].real.T if b > 1 else 0.0)
-        else:
-            wc[p, 0], wc[p, 1] = spectrum[:, :, p].real.T, spectrum[:, :, p].imag.T
-    return wc.astype(np.float32)
 
 
 COMPLEX_MIN_BLOCK = 16  # below it the GEMM form's wider register block wins (measured here at b = 8:
