@@ -17,7 +17,7 @@ import argparse
 from common import log, table, write_results  # first: sets thread env
 import numpy as np
 import torch
-from prune_digits import accuracy, dense_twin, digits_split, train
+from prune_digits import accuracy, accuracy_rows, dense_twin, digits_split, train
 from torch import nn
 
 import gearshift
@@ -69,7 +69,7 @@ def run_seed(seed: int, epochs: int) -> dict:
     layers = [f"{layer['name']}: {layer['decision']}" for layer in built.report["sparse_layers"]]
     log(f"seed {seed}: dense {dense_acc:.2%}, pruned {pruned_acc:.2%}, compiled {compiled_acc:.2%}, "
         f"conv sparsity {sparsity:.1%}")
-    return {"seed": seed, "dense": dense_acc, "pruned": pruned_acc, "after_prune": after_prune, "compiled": compiled_acc,
+    return {"seed": seed, "dense": dense_acc, "model": pruned_acc, "after_prune": after_prune, "compiled": compiled_acc,
             "points_lost": (dense_acc - pruned_acc) * 100, "conv_sparsity": sparsity, "layers": layers}
 
 
@@ -79,15 +79,12 @@ def main() -> None:
     p.add_argument("--seeds", default="0,1,2")
     args = p.parse_args()
     runs = [run_seed(int(s), args.epochs) for s in args.seeds.split(",")]
-    rows = [("seed", "dense twin", "pruned (torch)", "pruned, compiled by gearshift", "points lost",
-             "right after hard prune", "conv weights zero", "layers")]
-    for r in runs:
-        rows.append((r["seed"], f"{r['dense']:.2%}", f"{r['pruned']:.2%}", f"{r['compiled']:.2%}",
-                     f"{r['points_lost']:+.2f}", f"{r['after_prune']:.2%}", f"{r['conv_sparsity']:.1%}",
-                     "; ".join(r["layers"])))
+    rows, summary = accuracy_rows(runs, "pruned", [("right after hard prune", lambda r: f"{r['after_prune']:.2%}"),
+                                                   ("conv weights zero", lambda r: f"{r['conv_sparsity']:.1%}"),
+                                                   ("layers", lambda r: "; ".join(r["layers"]))])
     lost = [r["points_lost"] for r in runs]
     text = (f"# Pattern pruning on digits (4-of-9 patterns, library of 4; 60 % of conv2's kernels removed)\n\n"
-            f"{table(rows)}\n\npoints lost: mean {np.mean(lost):+.2f}, worst {max(lost):+.2f} (bar: <= 1 point); "
+            f"{table(rows)}\n\n{summary}; "
             f"CNN conv 1->16, conv 16->32, pool, linear; {args.epochs} epochs dense, {args.epochs} ADMM, "
             f"{args.epochs} masked fine-tuning; 1257 train / 540 test images per seed.")
     write_results("pattern_digits", {"epochs": args.epochs, "runs": runs, "mean_points_lost": float(np.mean(lost))}, text)

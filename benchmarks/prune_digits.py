@@ -74,14 +74,15 @@ def dense_twin(make: Callable[[int], nn.Module], seed: int, epochs: int, data: t
     return accuracy(dense, xv, yv), pruned
 
 
-def accuracy_rows(runs: list[dict], model_column: str, extra: list[tuple[str, str]]) -> tuple[list[tuple], str]:
+def accuracy_rows(runs: list[dict], model_column: str, extra: list[tuple[str, Callable[[dict], str]]]
+                  ) -> tuple[list[tuple], str]:
     """The per-seed table of a compression experiment on digits (dense twin, compressed in torch and
-    through gearshift, points lost, then `extra` (header, key) columns) and its summary line."""
+    through gearshift, points lost, then `extra` (header, formatter of a run) columns) and its summary."""
     rows = [("seed", "dense twin", f"{model_column} (torch)", f"{model_column}, compiled by gearshift", "points lost",
              *(header for header, _ in extra))]
     for r in runs:
-        rows.append((r["seed"], f"{r['dense']:.2%}", f"{r['model']:.2%}", f"{r['compiled']:.2%}",
-                     f"{r['points_lost']:+.2f}", *(r[key] for _, key in extra)))
+        rows.append((r["seed"], f"{r['dense']:.2%}", f"{r['model']:.2%}",
+                     f"{r['compiled']:.2%}", f"{r['points_lost']:+.2f}", *(show(r) for _, show in extra)))
     lost = [r["points_lost"] for r in runs]
     return rows, f"points lost: mean {np.mean(lost):+.2f}, worst {max(lost):+.2f} (bar: <= 1 point)"
 
@@ -103,10 +104,10 @@ def run_seed(seed: int, epochs: int, sparsity_target: float) -> dict:
     session = gearshift.Session(gearshift.save(built, f"out/digits-pruned-{seed}", overwrite=True))
     compiled_acc = float((session.run({"image": x_test})["logits"].argmax(1) == y_test).mean())
     layers = [layer for layer in built.report["sparse_layers"] if layer["decision"] == "bsr"]
-    result = {"seed": seed, "dense": dense_acc, "model": pruned_acc, "after_prune": f"{after_prune:.2%}",
+    result = {"seed": seed, "dense": dense_acc, "model": pruned_acc, "after_prune": after_prune,
               "compiled": compiled_acc, "points_lost": (dense_acc - pruned_acc) * 100,
               "block_sparsity": pruner.report(),
-              "bsr_layers": "; ".join(f"{layer['name']} {layer['block']} {1 - layer['density']:.0%}" for layer in layers)}
+              "bsr_layers": [f"{layer['name']} {layer['block']} {1 - layer['density']:.0%}" for layer in layers]}
     log(f"seed {seed}: dense {dense_acc:.2%}, pruned {pruned_acc:.2%}, compiled {compiled_acc:.2%}")
     return result
 
@@ -118,8 +119,8 @@ def main() -> None:
     p.add_argument("--sparsity", type=float, default=0.8)
     args = p.parse_args()
     runs = [run_seed(int(seed), args.epochs, args.sparsity) for seed in args.seeds.split(",")]
-    rows, summary = accuracy_rows(runs, "pruned", [("accuracy right after hard prune", "after_prune"),
-                                                   ("layers run as BSR", "bsr_layers")])
+    rows, summary = accuracy_rows(runs, "pruned", [("accuracy right after hard prune", lambda r: f"{r['after_prune']:.2%}"),
+                                                   ("layers run as BSR", lambda r: "; ".join(r["bsr_layers"]))])
     lost = [r["points_lost"] for r in runs]
     text = (f"# Block pruning on digits (80 % of 16x1 blocks zero in both hidden layers)\n\n{table(rows)}\n\n"
             f"{summary}; MLP 64-{HIDDEN}-{HIDDEN}-10, dense {args.epochs} epochs; pruning: group lasso {args.epochs // 2} epochs, hard prune, fine-tune "
