@@ -13,7 +13,7 @@ from gearshift.errors import InputError
 from gearshift.relay_passes.block_sparse import check_kernel
 from gearshift.relay_passes.plan import LayerSpec, SparsityPlan, parse_spec
 from gearshift.schedules.cpu.microkernel import Microkernel
-from gearshift.schedules.kernels.bsr import Tile, bsr_matmul, choose_tile, chunk_rows, project, to_bsr
+from gearshift.schedules.kernels.bsr import Tile, bsr_matmul, choose_tile, chunk_tiles, project, to_bsr
 
 RNG = np.random.default_rng(11)
 
@@ -78,10 +78,11 @@ def test_projection_and_packing_roundtrip():
         for q in range(indptr[row], indptr[row + 1]):
             back[row * 8:(row + 1) * 8, indices[q]] = data[q, 0]
     np.testing.assert_array_equal(back, p)
-    assert chunk_rows(128, 768, 4) == 64 and chunk_rows(128, 3072, 4) == 16 and chunk_rows(6, 10, 3) == 6
+    assert chunk_tiles(128, 768, 4) == 16 and chunk_tiles(128, 3072, 6) == 2 and chunk_tiles(6, 10, 4) == 1
 
 
-TILES = {"outputs": Tile("outputs", 4), "activations": Tile("activations", 16, lanes=8)}
+TILES = {"outputs": Tile("outputs", 4), "outputs, row tail": Tile("outputs", 6),
+         "activations": Tile("activations", 16, lanes=8)}
 
 
 @pytest.mark.parametrize("along", TILES)
@@ -96,7 +97,8 @@ def test_kernel_every_block_shape_against_numpy(r, c, along):
 
 def test_tile_choice():
     avx2 = Microkernel(lanes=8, rows=4, vectors=3)
-    assert choose_tile(128, 768, 16, avx2) == Tile("outputs", 4, 8)  # two whole vectors per block row
+    assert choose_tile(128, 768, 16, avx2) == Tile("outputs", 6, 8)  # 6 x 2 vectors; 2 rows left for a tail
+    assert choose_tile(3, 768, 16, avx2) == Tile("outputs", 3, 8)  # never more rows than m
     assert choose_tile(128, 768, 4, avx2) == Tile("activations", 16, 8)  # 4 x 2 vectors of accumulators
     assert choose_tile(128, 768, 1, avx2) == Tile("activations", 64, 8)
     assert choose_tile(12, 768, 4, avx2).along == "outputs"  # m does not divide into vectors
