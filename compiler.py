@@ -45,13 +45,13 @@ def compile_model(
     return built
 
 
-def save(built: Built, out_dir: str | os.PathLike, *, name: str = "model", overwrite: bool = False) -> Artifact:
-    """Write `built` as an artifact directory (atomically; see `gearshift.runtime.artifact`)."""
+def manifest_of(built: Built, name: str) -> dict:
+    """The model's facts for the artifact's manifest."""
     import tvm
 
     from gearshift import __version__
 
-    manifest = {
+    return {
         "name": name,
         "gearshift_version": __version__,
         "tvm_version": tvm.__version__,
@@ -62,8 +62,12 @@ def save(built: Built, out_dir: str | os.PathLike, *, name: str = "model", overw
         "outputs": [s.to_json() for s in built.outputs],
         "report": built.report,
     }
+
+
+def save(built: Built, out_dir: str | os.PathLike, *, name: str = "model", overwrite: bool = False) -> Artifact:
+    """Write `built` as an artifact directory (atomically; see `gearshift.runtime.artifact`)."""
     return write_artifact(out_dir, write_library=built.export_library, levels={"default": built.weights},
-                          manifest=manifest, overwrite=overwrite)
+                          manifest=manifest_of(built, name), overwrite=overwrite)
 
 
 def compile(model: ModelLike, target: str = "host", out_dir: str | os.PathLike | None = None, *,

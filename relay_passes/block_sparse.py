@@ -191,15 +191,18 @@ class _BlockSparsify(WeightLayerWalk):
         predicted = dense_cost(m, k, n, self.micro) / sparse_cost(m, k, r, c, len(indices), self.micro, entries)
         report.density = float((pruned_t != 0).mean()) if masks is not None else len(indices) / ((n // r) * (k // c))
         report.nnz_blocks, report.predicted_speedup = len(indices), round(predicted, 2)
-        if predicted <= 1.0:
+        capacity = self.plan.capacity.get(name)
+        if predicted <= 1.0 and capacity is None:
             report.why = f"cost model: {report.block} at density {report.density:.2f} predicted {predicted:.2f}x of dense"
             return new
+        if capacity is not None:
+            data, indices = pad_blocks(data, capacity), pad_blocks(indices, capacity)
         bias_param = self.biases.get(var)
         bias = self.values[bias_param] if bias_param is not None else np.zeros(n, np.float32)
         sizes = (m, k, n, r, c, len(indices), tile, self.threads, _Masks(masks))
         kernel = bsr_matmul(*sizes[:-1], masks=masks)
-        error = check_kernel(sizes, pruned_t.T, bias, (data, indices, indptr))
-        report.check_error = error
+        error = check_kernel(sizes, pruned_t.T, bias, (data, indices, indptr)) if self.plan.check else 0.0
+        report.check_error = error if self.plan.check else None
         if not error <= CHECK_ATOL + CHECK_RTOL:  # relative to the outputs' magnitude (see check_kernel)
             report.why = f"numerical check failed (error {error:.2e}); kept dense"
             self.log(f"warning: {name}: {spec.kind} kernel off by {error:.2e}; layer kept dense")
@@ -278,6 +281,15 @@ class _BlockSparsify(WeightLayerWalk):
             out = relax.op.reshape(bb.emit(out), [*dims(x)[:-1], n])
         return out
 
+
+
+def pad_blocks(array: np.ndarray, capacity: int) -> np.ndarray:
+    """`array` (blocks along axis 0) with zero blocks appended up to `capacity`. The kernel walks only
+    up to indptr's last entry, so the padding is never read: it gives levels of different density
+    arrays of one shape, hence one executable."""
+    if len(array) > capacity:
+        raise ValueError(f"{len(array)} blocks exceed the capacity of {capacity}")
+    return np.concatenate([array, np.zeros((capacity - len(array), *array.shape[1:]), array.dtype)])
 
 
 def spec_reason(spec: LayerSpec) -> str:

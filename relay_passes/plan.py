@@ -135,6 +135,10 @@ class SparsityPlan:
     default: LayerSpec = field(default_factory=lambda: LayerSpec("dense"))
     overrides: list[tuple[re.Pattern, LayerSpec]] = field(default_factory=list)
     form: str = "baked"
+    # Several levels in one executable (runtime form): per layer, the stored blocks its arrays are
+    # padded to (the most any level keeps); such a layer is sparse whatever the cost model says.
+    capacity: dict[str, int] = field(default_factory=dict)
+    check: bool = True  # run each rewritten layer's kernel against numpy (off only for a planning pass)
 
     @classmethod
     def parse(cls, default: str | None = None, overrides: Sequence[str] = (), form: str = "baked") -> SparsityPlan:

@@ -3,7 +3,9 @@
     DIR/manifest.json               format version, target, inputs/outputs, weights order, levels,
                                     and the sha256 and size of every other file
     DIR/lib.so                      the compiled code (TVM `export_library`, cross-linked for ARM)
-    DIR/levels/<level>.safetensors  the weights of each compression level ("default" for now)
+    DIR/levels/<level>.safetensors  the weights of each compression level ("default" for one level)
+    DIR/levels/<level>.so           a level's own code, where levels were compiled "baked" (RT3:
+                                    relay_passes/levels.py); otherwise every level runs lib.so
 
 Nothing is pickled. An artifact is written into a temporary sibling directory and renamed into
 place, so a crash never leaves a half-written one under the final name; loading checks every hash
@@ -61,6 +63,16 @@ class Artifact:
             raise ArtifactError(f"{self.path}: no level {level!r}; levels: {', '.join(levels)}")
         return self.path / levels[level]["file"]
 
+    @property
+    def level_names(self) -> list[str]:
+        return list(self.manifest["levels"])
+
+    def level_library(self, level: str) -> Path:
+        """The code a level runs: its own library where it has one, else lib.so."""
+        self.level_file(level)
+        rel = self.manifest["levels"][level].get("library")
+        return self.path / rel if rel else self.library
+
     def load_weights(self, level: str = "default") -> list[np.ndarray]:
         """The level's weights in the order the model takes them, checked against the manifest."""
         from safetensors.numpy import load_file
@@ -71,7 +83,8 @@ class Artifact:
         except Exception as err:
             raise ArtifactError(f"{path}: unreadable weights ({err})") from None
         out = []
-        for spec in (TensorSpec.from_json(d) for d in self.manifest["weights"]):
+        specs = self.manifest["levels"][level].get("weights", self.manifest["weights"])
+        for spec in (TensorSpec.from_json(d) for d in specs):
             if spec.name not in tensors:
                 raise ArtifactError(f"{path}: weight {spec.name!r} is missing")
             w = tensors[spec.name]
@@ -89,9 +102,12 @@ def write_artifact(
     levels: Mapping[str, Mapping[str, np.ndarray]],
     manifest: Mapping,
     overwrite: bool = False,
+    level_info: Mapping[str, Mapping] | None = None,
+    level_libraries: Mapping[str, Callable[[Path], None]] | None = None,
 ) -> Artifact:
     """Write an artifact atomically. `manifest` gives the model's facts (target, inputs, outputs, ...);
-    the format fields, weights order, levels and file hashes are added here."""
+    the format fields, weights order, levels and file hashes are added here. `level_info`: facts per
+    level (density, latency, ...); `level_libraries`: a writer of its own library per level (baked levels)."""
     from safetensors.numpy import save_file
 
     out = Path(out_dir)
@@ -107,15 +123,21 @@ def write_artifact(
             rel = f"levels/{name}.safetensors"
             (tmp / "levels").mkdir(exist_ok=True)
             save_file({k: np.asarray(v, order="C") for k, v in weights.items()}, str(tmp / rel))
-            level_entries[name] = {"file": rel}
+            level_entries[name] = {"file": rel, **(level_info or {}).get(name, {})}
+            specs = _specs(weights)
+            if first is not None and specs != _specs(first):  # baked levels: weights of their own
+                level_entries[name]["weights"] = specs
+            if level_libraries and name in level_libraries:
+                level_entries[name]["library"] = f"levels/{name}.so"
+                level_libraries[name](tmp / level_entries[name]["library"])
             first = first or weights
         full = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             **manifest,
-            "weights": [TensorSpec(k, tuple(v.shape), v.dtype.name).to_json() for k, v in (first or {}).items()],
+            "weights": _specs(first or {}),
             "levels": level_entries,
-            "files": {rel: _fingerprint(tmp / rel) for rel in [LIBRARY, *(e["file"] for e in level_entries.values())]},
+            "files": {rel: _fingerprint(tmp / rel) for rel in [LIBRARY, *_level_files(level_entries)]},
         }
         (tmp / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=False) + "\n")
         _fsync_tree(tmp)
@@ -145,7 +167,10 @@ def open_artifact(path: str | os.PathLike) -> Artifact:
         if key not in manifest:
             raise ArtifactError(f"{mpath}: the manifest has no {key!r}")
     files = manifest["files"]
-    needed = {LIBRARY, *(e["file"] for e in manifest["levels"].values())}
+    if not isinstance(manifest["levels"], dict) or not all(isinstance(e, dict) and "file" in e
+                                                           for e in manifest["levels"].values()):
+        raise ArtifactError(f"{mpath}: malformed 'levels'")
+    needed = {LIBRARY, *_level_files(manifest["levels"])}
     if not needed <= set(files):
         raise ArtifactError(f"{mpath}: no hash recorded for {', '.join(sorted(needed - set(files)))}")
     for rel, expected in files.items():
@@ -161,6 +186,14 @@ def open_artifact(path: str | os.PathLike) -> Artifact:
         if actual["sha256"] != expected.get("sha256"):
             raise ArtifactError(f"{root}: {rel} does not match its sha256 in the manifest (modified)")
     return Artifact(root, manifest)
+
+
+def _specs(weights: Mapping[str, np.ndarray]) -> list[dict]:
+    return [TensorSpec(k, tuple(v.shape), np.dtype(v.dtype).name).to_json() for k, v in weights.items()]
+
+
+def _level_files(entries: Mapping) -> list[str]:
+    return [rel for e in entries.values() for rel in (e["file"], e.get("library")) if rel]
 
 
 def _fingerprint(path: Path) -> dict:

@@ -9,6 +9,7 @@ import tempfile
 import threading
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -17,12 +18,23 @@ from gearshift.errors import ArtifactError, InputError, TargetError, summarize
 from gearshift.runtime.artifact import Artifact, open_artifact
 
 
-class Session:
-    """A loaded model. `run` takes a dict of input arrays and returns a dict of output arrays."""
+class _Level(NamedTuple):
+    name: str
+    library: str  # key into Session._libraries
+    weights: tuple  # device tensors, in the order main takes them
 
-    def __init__(self, artifact: str | os.PathLike | Artifact, level: str = "default"):
+
+class Session:
+    """A loaded model. `run` takes a dict of input arrays and returns a dict of output arrays.
+
+    An artifact with several compression levels (RT3) has them all loaded up front; `switch(level)`
+    makes the next inferences use another one. A switch swaps one reference: it allocates nothing,
+    and an inference reads the active level once, when it starts, so a switch falls between
+    inferences, never inside one. `run` may be called from several threads at once: each thread gets
+    its own virtual machine (TVM's VM keeps per-call state) and its own input buffers."""
+
+    def __init__(self, artifact: str | os.PathLike | Artifact, level: str | None = None):
         import tvm
-        from tvm import relax
 
         self.artifact = artifact if isinstance(artifact, Artifact) else open_artifact(artifact)
         target = self.artifact.target
@@ -33,23 +45,51 @@ class Session:
         if target.get("config", {}).get("kind", "llvm") != "llvm":
             raise TargetError(f"{self.artifact.path} targets {target.get('name')}, a GPU this runtime cannot drive here")
         self._device = tvm.cpu()
-        try:
-            lib = tvm.runtime.load_module(str(_content_addressed(self.artifact)))
-        except Exception as err:
-            raise ArtifactError(f"{self.artifact.library}: cannot be loaded ({summarize(err, last=True)})") from None
-        self._vm = relax.VirtualMachine(lib, self._device)
-        self._main = self._vm["main"]
+        self._libraries: dict[str, object] = {}
+        self._levels: dict[str, _Level] = {}
+        for name in self.artifact.level_names:
+            path = self.artifact.level_library(name)
+            key = path.relative_to(self.artifact.path).as_posix()
+            if key not in self._libraries:
+                try:
+                    self._libraries[key] = tvm.runtime.load_module(str(_content_addressed(self.artifact, key)))
+                except Exception as err:
+                    raise ArtifactError(f"{path}: cannot be loaded ({summarize(err, last=True)})") from None
+            weights = tuple(tvm.runtime.tensor(w, self._device) for w in self.artifact.load_weights(name))
+            self._levels[name] = _Level(name, key, weights)
         self.inputs = self.artifact.inputs
         self.outputs = self.artifact.outputs
-        self._weights = [tvm.runtime.tensor(w, self._device) for w in self.artifact.load_weights(level)]
         # Inputs are copied into buffers made once per thread: allocating a fresh device tensor per
         # call cost as much as the copy (0.05 ms for 0.4 MB, a tenth of a sparse layer).
-        self._staging = threading.local()
-        self.level = level
+        self._local = threading.local()
+        self._active = self._level(level or self.artifact.level_names[0])
+        self.switches = 0
+
+    @property
+    def level(self) -> str:
+        """The level the next inference runs."""
+        return self._active.name
+
+    @property
+    def levels(self) -> list[str]:
+        return list(self._levels)
+
+    def switch(self, level: str) -> str:
+        """Make `level` the one the next inferences run; returns the previous level."""
+        new = self._level(level)
+        previous, self._active = self._active, new
+        self.switches += 1
+        return previous.name
+
+    def _level(self, name: str) -> _Level:
+        found = self._levels.get(name)
+        if found is None:
+            raise InputError(f"no level {name!r} in {self.artifact.path}; levels: {', '.join(self._levels)}")
+        return found
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one inference. Inputs are keyed by the model's input names."""
-        return dict(zip((o.name for o in self.outputs), _as_list(self._call(self._prepare(inputs)))))
+        return dict(zip((o.name for o in self.outputs), as_arrays(self._call(self._prepare(inputs)))))
 
     def time(self, inputs: Mapping[str, np.ndarray], repeat: int = 20, warmup: int = 3) -> list[float]:
         """Latencies in milliseconds of `repeat` runs after `warmup` runs (inputs copied to the device once)."""
@@ -64,9 +104,9 @@ class Session:
         if missing or extra:
             raise InputError(f"inputs do not match the model: missing {missing}, unexpected {extra}; "
                              f"the model takes {[s.name for s in self.inputs]}")
-        staging = getattr(self._staging, "tensors", None)
+        staging = getattr(self._local, "tensors", None)
         if staging is None:  # per thread: concurrent callers never share an input buffer
-            staging = self._staging.tensors = [tvm.runtime.empty(s.shape, s.dtype, self._device) for s in self.inputs]
+            staging = self._local.tensors = [tvm.runtime.empty(s.shape, s.dtype, self._device) for s in self.inputs]
         args = []
         for spec, tensor in zip(self.inputs, staging):
             value = spec.check(inputs[spec.name])
@@ -79,7 +119,17 @@ class Session:
         return args
 
     def _call(self, args: list):
-        return self._main(*args, *self._weights)
+        level = self._active  # read once: a concurrent switch takes effect at the next inference
+        return self._mains()[level.library](*args, *level.weights)
+
+    def _mains(self) -> dict:
+        mains = getattr(self._local, "mains", None)
+        if mains is None:  # this thread's first inference: one VM per library, made once
+            from tvm import relax
+
+            mains = self._local.mains = {key: relax.VirtualMachine(lib, self._device)["main"]
+                                         for key, lib in self._libraries.items()}
+        return mains
 
 
 ALIGNMENT = 64  # bytes: what TVM requires of memory it uses in place
@@ -96,22 +146,22 @@ def aligned_empty(shape, dtype="float32") -> np.ndarray:
     return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
-def _content_addressed(artifact: Artifact) -> Path:
+def _content_addressed(artifact: Artifact, rel: str = "lib.so") -> Path:
     """The library under a name derived from its sha256. dlopen hands back an already-loaded library
     for a path it has seen, even if the file changed since: an artifact rewritten in place (or two
     artifacts at one path) would otherwise run the old code in this process."""
-    digest = artifact.manifest["files"]["lib.so"]["sha256"]
+    digest = artifact.manifest["files"][rel]["sha256"]
     cache = Path(tempfile.gettempdir()) / f"gearshift-{os.getuid()}"
     cache.mkdir(mode=0o700, exist_ok=True)
     path = cache / f"{digest}.so"
     if not path.exists():
         tmp = cache / f".{digest}.{os.getpid()}.tmp"
-        shutil.copyfile(artifact.library, tmp)
+        shutil.copyfile(artifact.path / rel, tmp)
         os.replace(tmp, path)
     return path
 
 
-def _as_list(out) -> list[np.ndarray]:
+def as_arrays(out) -> list[np.ndarray]:
     """Outputs as numpy arrays without a copy: each array keeps its TVM tensor (a fresh one per call)
     alive, so a later run never overwrites an output already returned."""
     if hasattr(out, "numpy"):

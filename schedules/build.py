@@ -53,11 +53,22 @@ class Built:
             self.executable.export_library(str(path))
 
 
-def build(imported: Imported, target: str | TargetInfo = "host", log: Log = lambda _msg: None,
-          sparsity: SparsityPlan | None = None) -> Built:
-    """Compile `imported` for `target` (a name from `gearshift.schedules.target_names()` or a TargetInfo),
-    rewriting weight layers as `sparsity` says (see `gearshift.relay_passes.block_sparse`)."""
-    info = get_target(target) if isinstance(target, str) else target
+@dataclass
+class Prepared:
+    """A model after the graph passes, before code generation: what several levels compare."""
+
+    model: tvm.IRModule
+    weights: list[np.ndarray]
+    names: list[str]
+    layers: list  # LayerReport per candidate layer
+    dense_layers: int
+    seconds: float
+
+
+def prepare(imported: Imported, info: TargetInfo, sparsity: SparsityPlan | None = None,
+            log: Log = lambda _msg: None) -> Prepared:
+    """The graph passes of `build`: weight transforms split off and run, layers rewritten as
+    `sparsity` says, dense layers moved onto the packed kernel."""
     tvm_target = info.tvm_target()
     t0 = time.perf_counter()
     model, transform = split_weight_transforms(clip_gathers(imported.mod))
@@ -83,21 +94,36 @@ def build(imported: Imported, target: str | TargetInfo = "host", log: Log = lamb
     names = _unique(names)
     if len(names) != len(weights):
         raise RuntimeError(f"weight transform returned {len(weights)} arrays for {len(names)} weight parameters")
-    t1 = time.perf_counter()
+    seconds = time.perf_counter() - t0
     log(f"weights: {len(imported.weights)} in, {len(names)} prepared, {dense_layers} dense layers packed "
-        f"({t1 - t0:.1f} s)")
+        f"({seconds:.1f} s)")
+    return Prepared(model, weights, names, layers, dense_layers, seconds)
 
+
+def build(imported: Imported, target: str | TargetInfo = "host", log: Log = lambda _msg: None,
+          sparsity: SparsityPlan | None = None) -> Built:
+    """Compile `imported` for `target` (a name from `gearshift.schedules.target_names()` or a TargetInfo),
+    rewriting weight layers as `sparsity` says (see `gearshift.relay_passes.block_sparse`)."""
+    info = get_target(target) if isinstance(target, str) else target
+    return generate(prepare(imported, info, sparsity, log), imported, info, log)
+
+
+def generate(prepared: Prepared, imported: Imported, info: TargetInfo, log: Log = lambda _msg: None) -> Built:
+    """Code generation for a prepared model: TVM's pipeline with gearshift's schedule rules."""
+    tvm_target = info.tvm_target()
+    t1 = time.perf_counter()
     kernels: dict[str, str] = {}
     with tvm_target:
-        executable = tvm.compile(model, target=tvm_target, relax_pipeline=pipeline(tvm_target, kernels))
+        executable = tvm.compile(prepared.model, target=tvm_target, relax_pipeline=pipeline(tvm_target, kernels))
     t2 = time.perf_counter()
     unscheduled = sorted(k for k, rule in kernels.items() if rule in ("unscheduled", "Fallback"))
     log(f"code: built for {info.name} ({t2 - t1:.1f} s); {len(kernels)} kernels"
         + (f", without a dedicated schedule: {', '.join(unscheduled)}" if unscheduled else ""))
-    report = {"transform_seconds": round(t1 - t0, 3), "build_seconds": round(t2 - t1, 3),
-              "dense_layers_packed": dense_layers, "kernels": kernels,
-              "sparse_layers": [asdict(layer) for layer in layers]}
-    return Built(executable, dict(zip(names, weights)), imported.inputs, imported.outputs, info, report)
+    report = {"transform_seconds": round(prepared.seconds, 3), "build_seconds": round(t2 - t1, 3),
+              "dense_layers_packed": prepared.dense_layers, "kernels": kernels,
+              "sparse_layers": [asdict(layer) for layer in prepared.layers]}
+    return Built(executable, dict(zip(prepared.names, prepared.weights)), imported.inputs, imported.outputs, info,
+                 report)
 
 
 def transform_weights(transform: tvm.IRModule, weights: list[np.ndarray]) -> list[np.ndarray]:
@@ -114,7 +140,8 @@ def log_layers(layers: list, log: Log) -> None:
     for layer in layers:
         if layer.decision != "dense":
             log(f"  {layer.name}: {layer.decision} {layer.block}, density {layer.density:.2f}, "
-                f"{layer.dense_bytes / 1e6:.2f} -> {layer.packed_bytes / 1e6:.2f} MB, check error {layer.check_error:.1e}")
+                f"{layer.dense_bytes / 1e6:.2f} -> {layer.packed_bytes / 1e6:.2f} MB, "
+                + ("not checked" if layer.check_error is None else f"check error {layer.check_error:.1e}"))
         else:
             log(f"  {layer.name}: dense ({layer.why})")
     sparse = [layer for layer in layers if layer.decision != "dense"]

@@ -1,0 +1,190 @@
+"""Compile once, many levels (RT3): one artifact holding every compression level of a model.
+
+`runtime` form: a planning pass finds how many blocks each sparse layer keeps in each level, the
+final pass pads every level's arrays to the most any level keeps, and the levels' graphs must then
+be identical (checked): one executable, one weight file per level. `baked` form: each level is
+compiled on its own with its structure as constants. On the host, each level's latency and its
+accuracy proxy (relative L2 error of the outputs against ONNX Runtime running the original dense
+model on calibration inputs) are measured and written into the manifest, with the dense model's
+latency as the reference the energy report compares with.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gearshift.errors import InputError
+from gearshift.frontend.importer import Imported, to_relax
+from gearshift.frontend.load import ModelLike, load
+from gearshift.relay_passes.levels import LevelSet, capacities, planning, read_levels, with_capacity
+from gearshift.runtime.artifact import Artifact, write_artifact
+from gearshift.schedules.build import Built, Log, Prepared, generate, prepare
+from gearshift.schedules.targets import TargetInfo, get_target
+from gearshift.spec import TensorSpec
+
+
+@dataclass
+class LevelsBuilt:
+    """Every level compiled: `builts[name]` (one shared Built in the runtime form) and facts per level."""
+
+    levels: LevelSet
+    builts: dict[str, Built]
+    info: dict[str, dict] = field(default_factory=dict)
+    dense_reference: dict = field(default_factory=dict)
+
+    @property
+    def first(self) -> Built:
+        return self.builts[self.levels.names[0]]
+
+
+def compile_levels(model: ModelLike, levels: LevelSet | str | os.PathLike, target: str = "host", *,
+                   input_shapes: Mapping[str, Sequence[int]] | None = None, exporter: str = "legacy",
+                   calibration: Mapping[str, np.ndarray] | None = None, repeat: int = 10,
+                   log: Log = lambda _msg: None) -> LevelsBuilt:
+    """Compile `model` at every level of `levels` (a LevelSet or a levels file) for `target`."""
+    levels = levels if isinstance(levels, LevelSet) else read_levels(levels)
+    info = get_target(target)
+    proto = load(model, input_shapes=input_shapes, exporter=exporter)
+    imported = to_relax(proto)
+    quiet: Log = lambda _msg: None  # noqa: E731
+    if levels.form == "runtime":
+        t = time.perf_counter()
+        planned = [prepare(imported, info, planning(level.plan), quiet) for level in levels.levels]
+        capacity = capacities([p.layers for p in planned])
+        log(f"levels: planned {len(levels.levels)} levels ({time.perf_counter() - t:.1f} s); "
+            f"{len(capacity)} layers sparse, arrays padded to each layer's largest level")
+        prepared = {}
+        for level in levels.levels:
+            log(f"level {level.name}: {level.spec}")
+            prepared[level.name] = prepare(imported, info, with_capacity(level.plan, capacity), log)
+        _check_same_code(prepared)
+        shared = generate(next(iter(prepared.values())), imported, info, log)
+        builts = {name: _with_weights(shared, p) for name, p in prepared.items()}
+    else:
+        prepared, builts = {}, {}
+        for level in levels.levels:
+            log(f"level {level.name}: {level.spec} (own code)")
+            prepared[level.name] = prepare(imported, info, level.plan, log)
+            builts[level.name] = generate(prepared[level.name], imported, info, log)
+    result = LevelsBuilt(levels, builts)
+    for level in levels.levels:
+        result.info[level.name] = _facts(level.spec, prepared[level.name])
+    if info.name == "host":
+        _measure(result, proto, imported, info, calibration, repeat, log)
+    else:
+        log(f"levels: latency and accuracy proxy not measured ({info.name} code does not run here); "
+            f"measure them on the device")
+    return result
+
+
+def save_levels(result: LevelsBuilt, out_dir: str | os.PathLike, *, name: str = "model",
+                overwrite: bool = False) -> Artifact:
+    """Write the artifact: lib.so (the first level's code), per level its weights (and its own
+    library in the baked form), and the RT3 facts in the manifest."""
+    from gearshift.compiler import manifest_of
+
+    first = result.first
+    manifest = manifest_of(first, name)
+    manifest["rt3"] = {"form": result.levels.form, "order": result.levels.names,
+                       "dense_reference": result.dense_reference}
+    libraries = None
+    if result.levels.form == "baked":
+        libraries = {n: b.export_library for n, b in result.builts.items()}
+    return write_artifact(out_dir, write_library=first.export_library,
+                          levels={n: b.weights for n, b in result.builts.items()}, manifest=manifest,
+                          overwrite=overwrite, level_info=result.info, level_libraries=libraries)
+
+
+def _with_weights(shared: Built, prepared: Prepared) -> Built:
+    return Built(shared.executable, dict(zip(prepared.names, prepared.weights)), shared.inputs, shared.outputs,
+                 shared.target, shared.report)
+
+
+def _check_same_code(prepared: Mapping[str, Prepared]) -> None:
+    """The runtime form runs every level on one executable: their graphs and weight shapes must match."""
+    import tvm_ffi
+
+    (first_name, first), *rest = prepared.items()
+    for name, p in rest:
+        for (n0, w0), (n1, w1) in zip(zip(first.names, first.weights), zip(p.names, p.weights)):
+            if n0 != n1 or w0.shape != w1.shape:
+                raise InputError(f"levels {first_name!r} and {name!r} need different code: weight {n0!r} "
+                                 f"{list(w0.shape)} vs {n1!r} {list(w1.shape)} (a block shape or a layer's kind "
+                                 f"differs); give every level the same block shape per layer, or use form 'baked'")
+        if len(first.names) != len(p.names) or not tvm_ffi.structural_equal(first.model, p.model):
+            raise InputError(f"levels {first_name!r} and {name!r} need different code (e.g. other pattern "
+                             f"libraries or block shapes); use form 'baked' for such levels")
+
+
+def _facts(spec: str, prepared: Prepared) -> dict:
+    layers = prepared.layers
+    total = sum(layer.dense_bytes for layer in layers)
+    kept = sum(layer.density * layer.dense_bytes for layer in layers)
+    return {"spec": spec, "density": round(kept / total, 4) if total else 1.0,
+            "sparse_layers": sum(layer.decision != "dense" for layer in layers),
+            "weight_bytes": int(sum(w.nbytes for w in prepared.weights))}
+
+
+def calibration_inputs(specs: Sequence[TensorSpec], seed: int = 0) -> dict[str, np.ndarray]:
+    """Random inputs for the accuracy proxy: floats ~ N(0, 1); integers (token ids, masks) in [0, 10)
+    or {0, 1} for names that look like masks. Pass real data (`calibration=`) where it matters."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for s in specs:
+        if np.issubdtype(np.dtype(s.dtype), np.floating):
+            out[s.name] = rng.standard_normal(s.shape).astype(s.dtype)
+        else:
+            high = 2 if "mask" in s.name or "type" in s.name else 10
+            out[s.name] = rng.integers(0, high, s.shape).astype(s.dtype)
+    return out
+
+
+def _measure(result: LevelsBuilt, proto, imported: Imported, info: TargetInfo,
+             calibration: Mapping[str, np.ndarray] | None, repeat: int, log: Log) -> None:
+    """Host latency (median of `repeat`) and accuracy proxy of every level, and the dense model's latency."""
+    import tvm
+    from tvm import relax
+
+    from gearshift.bench import ort_session, time_interleaved
+    from gearshift.runtime.session import as_arrays
+
+    inputs = dict(calibration) if calibration is not None else calibration_inputs(imported.inputs)
+    args_np = [s.check(inputs[s.name]) for s in imported.inputs]
+    reference = ort_session(proto.SerializeToString()).run(None, {s.name: a for s, a in zip(imported.inputs, args_np)})
+    dense = generate(prepare(imported, info, None), imported, info)
+    engines, outputs = {}, {}
+    for name, built in [("(dense)", dense), *result.builts.items()]:
+        vm = relax.VirtualMachine(built.executable, tvm.cpu())
+        args = [tvm.runtime.tensor(a) for a in args_np] + [tvm.runtime.tensor(w) for w in built.weights.values()]
+        out = vm["main"](*args)
+        outputs[name] = as_arrays(out)
+        engines[name] = (lambda f=vm["main"], a=args: f(*a))
+    times = time_interleaved(engines, warmup=2, repeat=repeat)
+    ref = np.concatenate([np.ravel(r).astype(np.float64) for r in reference])
+    for name in engines:
+        got = np.concatenate([np.ravel(o).astype(np.float64) for o in outputs[name]])
+        error = float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-30))
+        facts = {"latency_ms": round(float(np.median(times[name])), 4), "error": round(error, 6),
+                 "measured_on": f"{platform.node()} ({info.description})"}
+        if name == "(dense)":
+            result.dense_reference = {**facts, "weight_bytes": int(sum(w.nbytes for w in dense.weights.values()))}
+        else:
+            result.info[name].update(facts)
+        log(f"level {name}: {facts['latency_ms']:.3f} ms on this machine, error {error:.2e} vs ONNX Runtime dense")
+    result.dense_reference["calibration"] = "given" if calibration is not None else "random (seed 0)"
+
+
+def compile_levels_to(model: ModelLike, levels, target: str, out_dir: str | os.PathLike, *, name: str | None = None,
+                      overwrite: bool = False, **kwargs: Any) -> Artifact:
+    """`compile_levels` then `save_levels`."""
+    if name is None:
+        name = Path(model).stem if isinstance(model, (str, os.PathLike)) else type(model).__name__
+    return save_levels(compile_levels(model, levels, target, **kwargs), out_dir, name=name, overwrite=overwrite)

@@ -1,0 +1,112 @@
+"""Compression levels (RT3): several sparsity plans of one model, compiled into one artifact.
+
+A levels file is JSON:
+
+    {"form": "runtime",                      # or "baked"; default "runtime"
+     "levels": [
+        {"name": "bsr50", "sparsity": "bsr:0.5:16x1"},
+        {"name": "bsr90", "sparsity": "bsr:0.9:16x1", "layer_sparsity": ["attention=bsr:0.7:16x1"]}]}
+
+`runtime`: one executable for every level; the block structure (indices, indptr) is a weight array,
+padded to the most blocks any level keeps, so a switch only swaps weight arrays. That needs every
+level to give each layer the same kind of kernel (same block shape, same pattern library): levels
+that differ in code are refused with the layer named. `baked`: one executable per level with its
+structure as constants (faster kernels, one library per level).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from gearshift.errors import InputError
+from gearshift.relay_passes.plan import SparsityPlan
+
+LEVEL_FORMS = ("runtime", "baked")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+@dataclass(frozen=True)
+class Level:
+    name: str
+    plan: SparsityPlan
+    spec: str  # the sparsity as written, for the manifest
+
+
+@dataclass(frozen=True)
+class LevelSet:
+    levels: tuple[Level, ...]
+    form: str = "runtime"
+
+    @property
+    def names(self) -> list[str]:
+        return [level.name for level in self.levels]
+
+
+def read_levels(path: str | os.PathLike) -> LevelSet:
+    """Parse a levels file; every problem is an InputError naming the file and the level."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such levels file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: not valid JSON ({err})") from None
+    return parse_levels(doc, str(path))
+
+
+def parse_levels(doc, where: str = "levels") -> LevelSet:
+    if not isinstance(doc, dict) or not isinstance(doc.get("levels"), list) or not doc["levels"]:
+        raise InputError(f'{where}: expected {{"levels": [{{"name": ..., "sparsity": ...}}, ...]}} with at least one level')
+    unknown = set(doc) - {"form", "levels"}
+    if unknown:
+        raise InputError(f"{where}: unknown keys {sorted(unknown)}; a levels file has 'form' and 'levels'")
+    form = doc.get("form", "runtime")
+    if form not in LEVEL_FORMS:
+        raise InputError(f"{where}: form {form!r} is not one of {', '.join(LEVEL_FORMS)}")
+    levels, seen = [], set()
+    for i, item in enumerate(doc["levels"]):
+        if not isinstance(item, dict):
+            raise InputError(f"{where}: level {i} is not an object")
+        name = item.get("name")
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise InputError(f"{where}: level {i} needs a name of letters, digits, '_', '.', '-' (got {name!r})")
+        if name in seen:
+            raise InputError(f"{where}: level name {name!r} appears twice")
+        seen.add(name)
+        extra = set(item) - {"name", "sparsity", "layer_sparsity"}
+        if extra:
+            raise InputError(f"{where}: level {name!r} has unknown keys {sorted(extra)}")
+        spec = item.get("sparsity")
+        overrides = item.get("layer_sparsity", [])
+        if not isinstance(spec, str) or not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+            raise InputError(f"{where}: level {name!r} needs \"sparsity\": SPEC and optionally \"layer_sparsity\": "
+                             f"[\"REGEX=SPEC\", ...]")
+        try:
+            plan = SparsityPlan.parse(spec, overrides, form="runtime" if form == "runtime" else "baked")
+        except InputError as err:
+            raise InputError(f"{where}: level {name!r}: {err}") from None
+        levels.append(Level(name, plan, spec + "".join(f"; {o}" for o in overrides)))
+    return LevelSet(tuple(levels), form)
+
+
+def capacities(layer_reports: list[list]) -> dict[str, int]:
+    """Per layer sparse in any level: the most blocks a level stores (what the shared arrays hold)."""
+    out: dict[str, int] = {}
+    for reports in layer_reports:
+        for layer in reports:
+            if layer.decision != "dense" and layer.nnz_blocks:
+                out[layer.name] = max(out.get(layer.name, 0), layer.nnz_blocks)
+    return out
+
+
+def planning(plan: SparsityPlan) -> SparsityPlan:
+    """The plan for the first, planning pass: no numerical check (the final pass runs it)."""
+    return replace(plan, check=False)
+
+
+def with_capacity(plan: SparsityPlan, capacity: dict[str, int]) -> SparsityPlan:
+    return replace(plan, capacity=capacity)
