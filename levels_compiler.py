@@ -128,9 +128,12 @@ def _facts(spec: str, prepared: Prepared) -> dict:
     layers = prepared.layers
     total = sum(layer.dense_bytes for layer in layers)
     kept = sum(layer.density * layer.dense_bytes for layer in layers)
+    stored = int(sum(w.nbytes for w in prepared.weights))
+    padding = sum(layer.packed_bytes - layer.density * layer.dense_bytes for layer in layers if layer.decision != "dense")
     return {"spec": spec, "density": round(kept / total, 4) if total else 1.0,
             "sparse_layers": sum(layer.decision != "dense" for layer in layers),
-            "weight_bytes": int(sum(w.nbytes for w in prepared.weights))}
+            "weight_bytes": stored,  # held in memory (runtime form: padded to the largest level)
+            "read_bytes": int(stored - max(0.0, padding))}  # what one inference reads (the latency model's memory part)
 
 
 def calibration_inputs(specs: Sequence[TensorSpec], seed: int = 0) -> dict[str, np.ndarray]:

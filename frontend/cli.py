@@ -3,7 +3,9 @@
     gearshift inspect MODEL [--input-shape NAME=1,128 ...] [--json]
     gearshift compile MODEL --target T -o DIR [--input-shape ...] [--name N] [--force]
                       [--sparsity SPEC] [--layer-sparsity REGEX=SPEC ...] [--sparse-form baked|runtime]
-    gearshift run DIR --inputs in.npz [-o out.npz] [--repeat N] [--json]
+                      [--levels levels.json]  (RT3: several compression levels in one artifact)
+    gearshift run DIR --inputs in.npz [-o out.npz] [--repeat N] [--json] [--level NAME]
+    gearshift profiles | levels DIR ... | rt3-report DIR ...   (RT3, see frontend/rt3_cli.py)
     gearshift targets
     gearshift demo [--repeat N]
 
@@ -68,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     com.add_argument("--sparse-form", choices=["baked", "runtime"], default="baked",
                      help="block structure as constants in the code (baked, default) or as runtime weight "
                           "arrays (runtime: one executable for several pattern sets of equal size)")
+    com.add_argument("--levels", metavar="LEVELS.json",
+                     help="compile several compression levels into one artifact (RT3), each a sparsity spec; "
+                          "see relay_passes/levels.py for the file format. Replaces --sparsity")
     _shape_option(com)
     com.set_defaults(handler=_compile)
 
@@ -77,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--output", "-o", help="write the outputs to this .npz, keyed by output name")
     run.add_argument("--repeat", type=int, default=0, help="time N runs after 3 warm-up runs; print median and p90")
     run.add_argument("--json", action="store_true", help="print a JSON summary")
+    run.add_argument("--level", help="the compression level to run (default: the artifact's first)")
     run.set_defaults(handler=_run)
 
     tg = sub.add_parser("targets", help="list the target names")
@@ -86,6 +92,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--repeat", type=int, default=20, help="timed runs per engine (default 20)")
     demo.add_argument("--output", "-o", default="out/demo-bert", help="where to write the artifact")
     demo.set_defaults(handler=_demo)
+
+    from gearshift.frontend.rt3_cli import add_commands
+
+    add_commands(sub, format_table)
     return p
 
 
@@ -138,6 +148,16 @@ def _compile(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.exists() and not args.force:
         raise InputError(f"{out} exists; pass --force to replace it")
+    if args.levels:
+        if args.sparsity or args.layer_sparsity:
+            raise InputError("--levels gives each level its sparsity: drop --sparsity/--layer-sparsity")
+        from gearshift.levels_compiler import compile_levels_to
+
+        art = compile_levels_to(args.model, args.levels, args.target, out, name=args.name, overwrite=args.force,
+                                input_shapes=parse_input_shapes(args.input_shape), log=_log)
+        size = sum(f["bytes"] for f in art.manifest["files"].values())
+        _log(f"wrote {out} ({size / 1e6:.2f} MB, {len(art.level_names)} levels, {art.manifest['rt3']['form']} form)")
+        return 0
     from gearshift.relay_passes.plan import SparsityPlan
 
     plan = SparsityPlan.parse(args.sparsity, args.layer_sparsity, args.sparse_form)
@@ -152,7 +172,7 @@ def _compile(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from gearshift.runtime import Session
 
-    session = Session(args.artifact)
+    session = Session(args.artifact, level=args.level)
     inputs = _read_npz(Path(args.inputs))
     outputs = session.run(inputs)
     summary: dict = {"outputs": {k: {"shape": list(v.shape), "dtype": v.dtype.name} for k, v in outputs.items()}}
