@@ -244,7 +244,7 @@ def level_table(levels: Sequence[LevelFacts], profile: DeviceProfile, deadline_m
             continue
         lv, t = min(timed, key=lambda x: x[1])
         if strict:
-            raise InputError(f"no level meets {deadline_ms} ms at {point.mhz:g} MHz: the fastest, {lv.name!r}, "
+            raise InputError(f"no level meets {deadline_ms:g} ms at {point.mhz:g} MHz: the fastest, {lv.name!r}, "
                              f"is predicted at {t:.3f} ms (raise the deadline, add a sparser level, or drop --strict)")
         rows.append(TableRow(point.mhz, lv.name, round(t, 4), False, lv.error))
     return LevelTable(float(deadline_ms), tuple(rows), profile)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -52,8 +53,8 @@ class Trace:
     @property
     def duration(self) -> float:
         """The last row holds for the median step between rows (a trace of one row: 1 s)."""
-        steps = sorted(b - a for a, b in zip(self.times, self.times[1:]))
-        last = steps[len(steps) // 2] if steps else 1.0
+        steps = [b - a for a, b in zip(self.times, self.times[1:])]
+        last = statistics.median(steps) if steps else 1.0
         return self.times[-1] + last - self.times[0]
 
     def at(self, t: float) -> float:

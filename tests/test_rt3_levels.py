@@ -1,0 +1,206 @@
+"""RT3 levels: compile once with several levels, switch at run time, stress, refuse bad artifacts."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import gearshift
+from gearshift.errors import ArtifactError, InputError
+from gearshift.levels_compiler import compile_levels, save_levels
+from gearshift.relay_passes.levels import parse_levels
+from gearshift.schedules.kernels.bsr import project
+from conftest import assert_close
+
+RNG = np.random.default_rng(5)
+M, K, H = 16, 64, 128
+SPARSITIES = {"l50": 0.5, "l70": 0.7, "l85": 0.85, "l93": 0.93}
+W1 = (RNG.standard_normal((K, H)) / 8).astype(np.float32)
+B1 = RNG.standard_normal(H).astype(np.float32)
+W2 = (RNG.standard_normal((H, K)) / 11).astype(np.float32)
+B2 = RNG.standard_normal(K).astype(np.float32)
+X = RNG.standard_normal((M, K)).astype(np.float32)
+
+
+def mlp_model():
+    nodes = [helper.make_node("MatMul", ["x", "fc1.weight"], ["h0"], name="fc1"),
+             helper.make_node("Add", ["h0", "fc1.bias"], ["h1"]), helper.make_node("Relu", ["h1"], ["h2"]),
+             helper.make_node("MatMul", ["h2", "fc2.weight"], ["y0"], name="fc2"),
+             helper.make_node("Add", ["y0", "fc2.bias"], ["y"])]
+    inits = [numpy_helper.from_array(a, n) for a, n in [(W1, "fc1.weight"), (B1, "fc1.bias"), (W2, "fc2.weight"),
+                                                        (B2, "fc2.bias")]]
+    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [M, K])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [M, K])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def reference(sparsity: float) -> np.ndarray:
+    """The level's function in float64: each weight's transpose pruned in 16x1 blocks, as the pass does."""
+    w1 = project(np.ascontiguousarray(W1.T), 16, 1, sparsity).T.astype(np.float64)
+    w2 = project(np.ascontiguousarray(W2.T), 16, 1, sparsity).T.astype(np.float64)
+    return np.maximum(X @ w1 + B1, 0) @ w2 + B2
+
+
+def levels_doc(form: str, block: str = "16x1") -> dict:
+    return {"form": form, "levels": [{"name": n, "sparsity": f"bsr:{s}:{block}"} for n, s in SPARSITIES.items()]}
+
+
+@pytest.fixture(scope="module", params=["runtime", "baked"])
+def artifact(request, tmp_path_factory):
+    built = compile_levels(mlp_model(), parse_levels(levels_doc(request.param)), "host",
+                           calibration={"x": X}, repeat=3)
+    return save_levels(built, tmp_path_factory.mktemp(request.param) / "art", name="mlp")
+
+
+def test_every_level_computes_its_pruned_function(artifact):
+    session = gearshift.Session(artifact)
+    assert session.levels == list(SPARSITIES) and session.level == "l50"
+    for name, sparsity in SPARSITIES.items():
+        assert session.switch(name) in SPARSITIES
+        assert session.level == name
+        assert_close(session.run({"x": X})["y"], reference(sparsity))
+
+
+def test_manifest_records_each_level(artifact):
+    m = artifact.manifest
+    assert m["rt3"]["order"] == list(SPARSITIES)
+    dense = m["rt3"]["dense_reference"]
+    assert dense["latency_ms"] > 0 and dense["error"] < 1e-5  # the dense build agrees with ONNX Runtime
+    errors = []
+    for name, sparsity in SPARSITIES.items():
+        level = m["levels"][name]
+        assert level["density"] == pytest.approx(1 - sparsity, abs=0.02)
+        assert level["latency_ms"] > 0 and level["sparse_layers"] == 2
+        expected = reference(sparsity)
+        dense_out = reference(0.0)
+        assert level["error"] == pytest.approx(np.linalg.norm(expected - dense_out) / np.linalg.norm(dense_out), rel=1e-3)
+        errors.append(level["error"])
+    assert errors == sorted(errors)  # sparser levels lose more
+    if m["rt3"]["form"] == "runtime":  # one library, every level's arrays of one shape
+        assert not any("library" in e for e in m["levels"].values())
+        assert len({e["weight_bytes"] for e in m["levels"].values()}) == 1
+    else:
+        assert all(e["library"] == f"levels/{n}.so" for n, e in m["levels"].items())
+
+
+def test_levels_that_need_different_code_are_refused_in_the_runtime_form():
+    doc = {"form": "runtime", "levels": [{"name": "a", "sparsity": "bsr:0.5:16x1"},
+                                         {"name": "b", "sparsity": "bsr:0.9:4x4"}]}
+    with pytest.raises(InputError, match="different code"):
+        compile_levels(mlp_model(), parse_levels(doc), "host")
+
+
+@pytest.mark.parametrize("doc,msg", [
+    ({}, "at least one level"), ({"levels": []}, "at least one level"),
+    ({"levels": [{"name": "a", "sparsity": "bsr:0.5"}], "extra": 1}, "unknown keys"),
+    ({"form": "fast", "levels": [{"name": "a", "sparsity": "bsr"}]}, "form 'fast'"),
+    ({"levels": [{"name": "a/b", "sparsity": "bsr"}]}, "needs a name"),
+    ({"levels": [{"name": "a", "sparsity": "bsr"}, {"name": "a", "sparsity": "dense"}]}, "appears twice"),
+    ({"levels": [{"name": "a", "sparsity": "bsr:2"}]}, "level 'a': sparsity"),
+    ({"levels": [{"name": "a"}]}, "needs \"sparsity\""),
+    ({"levels": [{"name": "a", "sparsity": "bsr", "speed": 1}]}, "unknown keys"),
+])
+def test_bad_levels_files(doc, msg):
+    with pytest.raises(InputError, match=msg):
+        parse_levels(doc, "levels.json")
+
+
+def test_session_refuses_an_unknown_level(artifact):
+    session = gearshift.Session(artifact)
+    with pytest.raises(InputError, match="no level 'l99'.*l50, l70"):
+        session.switch("l99")
+    with pytest.raises(InputError, match="no level"):
+        gearshift.Session(artifact, level="nope")
+
+
+def _copy(artifact, tmp_path):
+    import shutil
+
+    dst = tmp_path / "copy"
+    shutil.copytree(artifact.path, dst)
+    return dst
+
+
+def test_missing_or_tampered_level_is_refused(artifact, tmp_path):
+    path = _copy(artifact, tmp_path)
+    level_file = path / "levels" / "l85.safetensors"
+    data = bytearray(level_file.read_bytes())
+    data[-5] ^= 0xFF
+    level_file.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="l85.safetensors does not match its sha256"):
+        gearshift.Session(path)
+    level_file.unlink()
+    with pytest.raises(ArtifactError, match="l85.safetensors is missing"):
+        gearshift.Session(path)
+    manifest = json.loads((path / "manifest.json").read_text())
+    del manifest["files"]["levels/l85.safetensors"]
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="no hash recorded for levels/l85.safetensors"):
+        gearshift.open_artifact(path)
+
+
+def test_tampered_level_library_is_refused(artifact, tmp_path):
+    if artifact.manifest["rt3"]["form"] != "baked":
+        pytest.skip("the runtime form has one library, covered by the artifact tests")
+    path = _copy(artifact, tmp_path)
+    with open(path / "levels" / "l70.so", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ArtifactError, match="l70.so has .* bytes"):
+        gearshift.Session(path)
+
+
+def _rss_mb() -> float:
+    with open(f"/proc/{os.getpid()}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+RSS_BOUND_MB = 32  # growth allowed over the stress run, after a warm-up of every thread and level
+
+
+def test_stress_switching_under_concurrent_inference(artifact):
+    """4 threads infer continuously while another switches levels 1,000 times: every output is
+    exactly one level's output (no torn weights), nothing raises, resident memory stays bounded."""
+    session = gearshift.Session(artifact)
+    expected = {}
+    for name in SPARSITIES:
+        session.switch(name)
+        expected[name] = session.run({"x": X})["y"].copy()
+    stop, errors, counts, seen = threading.Event(), [], [0] * 4, set()
+
+    def infer(i: int) -> None:
+        try:
+            while not stop.is_set():
+                y = session.run({"x": X})["y"]
+                match = [n for n, e in expected.items() if np.array_equal(y, e)]
+                if len(match) != 1:
+                    raise AssertionError(f"output matches {len(match)} levels' outputs")
+                seen.add(match[0])
+                counts[i] += 1
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=infer, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    while min(counts) < 5 and not errors:  # every thread warmed up (its VM and buffers made)
+        threading.Event().wait(0.01)
+    rss0 = _rss_mb()
+    names = list(SPARSITIES)
+    pause = threading.Event()
+    for i in range(1000):
+        session.switch(names[i % len(names)])
+        pause.wait(0.0005)  # let inferences run between switches
+    done = sum(counts)
+    while sum(counts) < done + 200 and not errors:
+        threading.Event().wait(0.01)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+    assert len(seen) >= 2 and session.switches >= 1000 + len(SPARSITIES)
+    assert _rss_mb() - rss0 < RSS_BOUND_MB
