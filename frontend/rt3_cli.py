@@ -4,6 +4,7 @@
     gearshift profiles
     gearshift levels DIR --profile P --deadline-ms D [--strict] [--measurements M.json] [--json]
     gearshift rt3-report DIR --profile P --trace T.csv --deadline-ms D [-o OUT] [--strict]
+    gearshift measure DIR [--mhz F] [--rpc TRACKER:PORT --key KEY] [--repeat N] -o measurements.json
 """
 
 from __future__ import annotations
@@ -31,6 +32,16 @@ def add_commands(sub, format_table) -> None:
     rep.add_argument("--trace", required=True, help="CSV of time_s,mhz rows (e.g. gearshift/runtime/traces/throttle-74s.csv)")
     rep.add_argument("--output", "-o", default="out/rt3-report", help="directory for report.json/.md/.png")
     rep.set_defaults(handler=_report)
+
+    me = sub.add_parser("measure", help="time every level at the CPU's current (pinned) frequency, here or on a "
+                                        "device through TVM's RPC tracker; merges into a measurements file")
+    me.add_argument("artifact", help="an artifact compiled with --levels")
+    me.add_argument("--mhz", type=float, help="the frequency the CPU is pinned at (default: read from cpufreq here)")
+    me.add_argument("--rpc", metavar="HOST:PORT", help="TVM RPC tracker to get the device from (default: this machine)")
+    me.add_argument("--key", help="the device's key at the tracker")
+    me.add_argument("--repeat", type=int, default=10, help="timed repeats per level (default 10)")
+    me.add_argument("--output", "-o", required=True, help="measurements JSON to create or merge into")
+    me.set_defaults(handler=_measure)
 
 
 def _table_options(p: argparse.ArgumentParser) -> None:
@@ -108,4 +119,24 @@ def _report(args) -> int:
     files = write_report(report, trace, args.output)
     print(Path(files[1]).read_text())
     print("wrote " + ", ".join(str(f) for f in files))
+    return 0
+
+
+def _measure(args) -> int:
+    from gearshift.runtime.measure import current_mhz, measure_levels, merge
+
+    mhz = args.mhz
+    if mhz is None:
+        if args.rpc:
+            raise InputError("give --mhz: the frequency the device's CPU is pinned at (it cannot be read over RPC)")
+        mhz = current_mhz()
+        if mhz is None:
+            raise InputError("this machine has no cpufreq: give --mhz (the frequency its CPU runs at)")
+    if not mhz > 0:
+        raise InputError(f"--mhz must be positive, got {mhz}")
+    from gearshift.frontend.cli import _log
+
+    latencies = measure_levels(args.artifact, rpc=args.rpc, key=args.key, repeat=args.repeat, log=_log)
+    merge(args.output, mhz, latencies)
+    print(json.dumps({"mhz": mhz, "latency_ms": latencies}, indent=2))
     return 0

@@ -235,6 +235,14 @@ def test_cli_levels_and_report(tmp_path, capsys):
     assert (tmp_path / "rep" / "report.png").is_file() and "battery-life gain" in capsys.readouterr().out
     assert main(["levels", str(tmp_path / "art"), "--profile", "sd855-gold", "--deadline-ms", "1e-6", "--strict"]) == 2
     assert "no level meets" in capsys.readouterr().err
+    for mhz in ("2419", "1497"):
+        assert main(["measure", str(tmp_path / "art"), "--mhz", mhz, "--repeat", "2", "-o", str(tmp_path / "m.json")]) == 0
+    assert set(json.loads((tmp_path / "m.json").read_text())["l70"]) == {"2419", "1497"}
+    assert main(["levels", str(tmp_path / "art"), "--profile", "sd855-gold", "--deadline-ms", "1",
+                 "--measurements", str(tmp_path / "m.json")]) == 0
+    if not CpufreqSource.available():
+        assert main(["measure", str(tmp_path / "art"), "-o", str(tmp_path / "m.json")]) == 2
+        assert "no cpufreq: give --mhz" in capsys.readouterr().err
     np.savez(tmp_path / "in.npz", x=np.zeros((16, 64), np.float32))
     assert main(["run", str(tmp_path / "art"), "-i", str(tmp_path / "in.npz"), "--level", "l93"]) == 0
     assert main(["run", str(tmp_path / "art"), "-i", str(tmp_path / "in.npz"), "--level", "zz"]) == 2

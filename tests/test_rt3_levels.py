@@ -204,3 +204,44 @@ def test_stress_switching_under_concurrent_inference(artifact):
     assert not errors, errors[0]
     assert len(seen) >= 2 and session.switches >= 1000 + len(SPARSITIES)
     assert _rss_mb() - rss0 < RSS_BOUND_MB
+
+
+@pytest.fixture(scope="module")
+def rpc_tracker():
+    """A real TVM RPC tracker and server on this machine (what a phone would register with)."""
+    import time
+
+    from tvm import rpc
+    from tvm.rpc.server import Server
+    from tvm.rpc.tracker import Tracker
+
+    tracker = Tracker(host="127.0.0.1", port=9190, port_end=9290, silent=True)
+    server = Server(host="127.0.0.1", port=9300, port_end=9400, key="gearshift-test",
+                    tracker_addr=("127.0.0.1", tracker.port), silent=True)
+    for _ in range(100):  # the server registers asynchronously
+        if "gearshift-test" in rpc.connect_tracker("127.0.0.1", tracker.port).summary()["queue_info"]:
+            break
+        time.sleep(0.05)
+    yield f"127.0.0.1:{tracker.port}"
+    server.terminate()
+    tracker.terminate()
+
+
+def test_measure_levels_over_rpc_and_here(artifact, rpc_tracker, tmp_path):
+    from gearshift.runtime.dvfs import levels_of, load_profile
+    from gearshift.runtime.measure import measure_levels, merge
+
+    remote = measure_levels(artifact, rpc=rpc_tracker, key="gearshift-test", repeat=3)
+    local = measure_levels(artifact, repeat=3)
+    assert set(remote) == set(local) == set(SPARSITIES) and all(v > 0 for v in [*remote.values(), *local.values()])
+    path = tmp_path / "m.json"
+    merge(path, 2419, local)
+    doc = merge(path, 1497, {k: v * 1.5 for k, v in local.items()})
+    assert set(doc["l50"]) == {"2419", "1497"}
+    measurements = {lv: {float(f): ms for f, ms in pts.items()} for lv, pts in doc.items()}
+    fitted = {lv.name: lv.latency for lv in levels_of(artifact.manifest, load_profile("sd855-gold"), measurements)}
+    assert fitted["l50"].at(1497) == pytest.approx(local["l50"] * 1.5, rel=1e-6)
+    with pytest.raises(InputError, match="bad --rpc"):
+        measure_levels(artifact, rpc="nohost", key="k")
+    with pytest.raises(InputError, match="no device with key .absent.; keys: gearshift-test"):
+        measure_levels(artifact, rpc=rpc_tracker, key="absent")

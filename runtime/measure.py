@@ -1,0 +1,112 @@
+"""Measure every level of an artifact at one CPU frequency: here, or on a device through TVM's RPC tracker.
+
+The latency model (`dvfs.LatencyModel.fit`) needs each level timed at several frequencies. On a
+device, pin the cluster's frequency (e.g. the `userspace` cpufreq governor, or `performance` with
+`scaling_max_freq` lowered), run `gearshift measure DIR --mhz F --rpc TRACKER:PORT --key KEY -o m.json`
+once per frequency (each run merges into the file), then pass `--measurements m.json` to
+`gearshift levels` / `rt3-report`. The device runs TVM's RPC server registered with the tracker
+(`python -m tvm.exec.rpc_server --tracker HOST:PORT --key KEY`). Each level's library is uploaded,
+its weights copied once, and `main` timed by TVM's time_evaluator on the device itself (no network
+in the figure).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from gearshift.errors import InputError
+from gearshift.runtime.artifact import Artifact, open_artifact
+
+Log = Callable[[str], None]
+
+
+def measure_levels(artifact: str | os.PathLike | Artifact, *, rpc: str | None = None, key: str | None = None,
+                   repeat: int = 10, number: int = 3, inputs: dict[str, np.ndarray] | None = None,
+                   log: Log = lambda _m: None) -> dict[str, float]:
+    """Median latency (ms) of every level; on this machine, or on the device the tracker `rpc`
+    ("host:port") hands out for `key`."""
+    import tvm
+    from tvm import relax
+
+    from gearshift.levels_compiler import calibration_inputs
+
+    art = artifact if isinstance(artifact, Artifact) else open_artifact(artifact)
+    if rpc is None:
+        device, load = tvm.cpu(), lambda path: tvm.runtime.load_module(str(path))
+        where = "this machine"
+    else:
+        remote = _connect(rpc, key)
+        device, where = remote.cpu(), f"{key} via tracker {rpc}"
+
+        def load(path: Path):
+            name = f"gearshift-{art.manifest['files'][path.relative_to(art.path).as_posix()]['sha256'][:16]}.so"
+            remote.upload(str(path), name)
+            return remote.load_module(name)
+    feeds = inputs or calibration_inputs(art.inputs)
+    args = [tvm.runtime.tensor(np.ascontiguousarray(feeds[s.name], dtype=s.dtype), device) for s in art.inputs]
+    modules: dict[Path, object] = {}
+    out = {}
+    for level in art.level_names:
+        path = art.level_library(level)
+        if path not in modules:
+            modules[path] = load(path)
+        vm = relax.VirtualMachine(modules[path], device)
+        weights = [tvm.runtime.tensor(w, device) for w in art.load_weights(level)]
+        vm.set_input("main", *args, *weights)
+        timer = vm.time_evaluator("invoke_stateful", device, number=number, repeat=repeat, min_repeat_ms=0)
+        out[level] = round(float(np.median(timer("main").results)) * 1e3, 4)
+        log(f"measure: {level}: {out[level]:.3f} ms on {where}")
+    return out
+
+
+def _connect(rpc: str, key: str | None):
+    from tvm import rpc as tvm_rpc
+
+    host, sep, port = rpc.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise InputError(f"bad --rpc {rpc!r}: expected TRACKER_HOST:PORT, e.g. 127.0.0.1:9190")
+    if not key:
+        raise InputError("--rpc needs --key: the device key the RPC server registered with the tracker")
+    try:
+        tracker = tvm_rpc.connect_tracker(host, int(port))
+        keys = sorted(tracker.summary()["queue_info"])
+    except Exception as err:  # TVM raises plain RuntimeError/TVMError with its own text
+        raise InputError(f"cannot reach the RPC tracker at {rpc}: {str(err).strip().splitlines()[-1]}") from None
+    if key not in keys:  # a request for an unknown key would wait forever
+        raise InputError(f"the tracker at {rpc} has no device with key {key!r}; keys: {', '.join(keys) or 'none'}")
+    try:
+        return tracker.request(key, priority=1, session_timeout=600, max_retry=2)
+    except Exception as err:
+        raise InputError(f"cannot get a device with key {key!r} from the tracker at {rpc}: "
+                         f"{str(err).strip().splitlines()[-1]}") from None
+
+
+def current_mhz(cpu: int = 0) -> float | None:
+    """This machine's frequency from cpufreq, or None where it has none."""
+    from gearshift.runtime.governor import CpufreqSource
+
+    return CpufreqSource(cpu).mhz() if CpufreqSource.available(cpu) else None
+
+
+def merge(path: str | os.PathLike, mhz: float, latencies: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Add one frequency's latencies to the measurements file {level: {MHz: ms}} (written atomically)."""
+    path = Path(path)
+    doc: dict = {}
+    if path.exists():
+        try:
+            doc = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise InputError(f"{path}: not valid JSON ({err}); move it away or fix it") from None
+        if not isinstance(doc, dict):
+            raise InputError(f"{path}: expected {{level: {{MHz: ms}}}}")
+    for level, ms in latencies.items():
+        doc.setdefault(level, {})[f"{mhz:g}"] = ms
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp, path)
+    return doc
