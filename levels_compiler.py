@@ -54,7 +54,7 @@ def compile_levels(model: ModelLike, levels: LevelSet | str | os.PathLike, targe
     info = get_target(target)
     proto = load(model, input_shapes=input_shapes, exporter=exporter)
     imported = to_relax(proto)
-    quiet: Log = lambda _msg: None  # noqa: E731
+    quiet: Log = lambda _msg: None
     if levels.form == "runtime":
         t = time.perf_counter()
         planned = [prepare(imported, info, planning(level.plan), quiet) for level in levels.levels]

@@ -22,15 +22,13 @@ import time
 from pathlib import Path
 
 from common import aligned, log, table, threads_note, write_results  # first: sets thread env
-import numpy as np
 
 import gearshift
 from gearshift.bench import summarize, time_interleaved
-from gearshift.frontend.examples import BertConfig, bert_inputs, tiny_bert
 from gearshift.frontend.level_search import AdditiveLatency, ErrorProxy, evolve, measure_layers, search_space
-from gearshift.frontend.load import export_torch
 from gearshift.levels_compiler import compile_levels, save_levels
 from gearshift.relay_passes.levels import parse_levels
+from rt3 import bert_base_x2
 
 MENU = (0.5, 0.7, 0.85, 0.93)
 
@@ -44,9 +42,7 @@ def main() -> None:
     ap.add_argument("--generations", type=int, default=40)
     ap.add_argument("--repeat", type=int, default=20)
     args = ap.parse_args()
-    cfg = BertConfig(vocab_size=2000, hidden=768, layers=2, heads=12, ffn=3072, max_positions=128)
-    feeds = bert_inputs(cfg, batch=1, seq_len=128)
-    proto = export_torch(tiny_bert(cfg), feeds)
+    proto, feeds = bert_base_x2()
     space = search_space(proto, MENU)
     log(f"{len(space.layers)} layers, menu {MENU}")
     t = time.perf_counter()

@@ -73,14 +73,19 @@ def switch_latency(session, switches: int, busy_threads: int) -> dict:
 session_feeds: list = []
 
 
+def bert_base_x2():
+    """The model both RT3 benchmarks use: (ONNX proto, feeds) of a 2-layer BERT-base-shaped encoder, seq 128."""
+    cfg = BertConfig(vocab_size=2000, hidden=768, layers=2, heads=12, ffn=3072, max_positions=128)
+    feeds = bert_inputs(cfg, batch=1, seq_len=128)
+    return export_torch(tiny_bert(cfg), feeds), feeds
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--switches", type=int, default=2000)
     args = ap.parse_args()
-    cfg = BertConfig(vocab_size=2000, hidden=768, layers=2, heads=12, ffn=3072, max_positions=128)
-    feeds = bert_inputs(cfg, batch=1, seq_len=128)
-    proto = export_torch(tiny_bert(cfg), feeds)
+    proto, feeds = bert_base_x2()
     work = Path(tempfile.mkdtemp(prefix="gearshift-rt3-"))
     arts, compile_s, compile_ms = {}, {}, {}
     for form in ("runtime", "baked"):

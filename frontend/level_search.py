@@ -130,7 +130,6 @@ def measure_layers(space: SearchSpace, rows: int, repeat: int = 20, log: Callabl
     the BSR kernel the pass would emit, or the dense matmul for sparsity 0."""
     import tvm
 
-    from gearshift.relay_passes.block_sparse import build_for_host
     from gearshift.schedules.cpu.microkernel import microkernel
     from gearshift.schedules.kernels.bsr import bsr_matmul, choose_tile, to_bsr
     from gearshift.schedules.targets import get_target

@@ -90,7 +90,7 @@ def _profiles(args) -> int:
 
 
 def _levels(args) -> int:
-    art, profile, levels, table = _table(args)
+    _, profile, levels, table = _table(args)
     if args.json:
         print(json.dumps(table.to_json(), indent=2))
         return 0
