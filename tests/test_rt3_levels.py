@@ -245,3 +245,22 @@ def test_measure_levels_over_rpc_and_here(artifact, rpc_tracker, tmp_path):
         measure_levels(artifact, rpc="nohost", key="k")
     with pytest.raises(InputError, match="no device with key .absent.; keys: gearshift-test"):
         measure_levels(artifact, rpc=rpc_tracker, key="absent")
+
+
+def test_block_pattern_levels_in_both_forms_agree(tmp_path):
+    """RT3's named pattern sets: levels of 4x4 block patterns (4 patterns of 8), connectivity 50 / 75 %.
+    The runtime form (padded structure arrays) and the baked form (constants) must compute the same."""
+    outs = {}
+    for form in ("runtime", "baked"):
+        doc = {"form": form, "levels": [{"name": "p50", "sparsity": "pattern:4:0.5:4x4:8"},
+                                        {"name": "p75", "sparsity": "pattern:4:0.75:4x4:8"}]}
+        art = save_levels(compile_levels(mlp_model(), parse_levels(doc), "host", calibration={"x": X}, repeat=2),
+                          tmp_path / form)
+        assert [art.manifest["levels"][n]["density"] for n in ("p50", "p75")] == [0.25, 0.125]
+        session = gearshift.Session(art)
+        for name in ("p50", "p75"):
+            session.switch(name)
+            outs[form, name] = session.run({"x": X})["y"].copy()
+    for name in ("p50", "p75"):
+        assert_close(outs["runtime", name], outs["baked", name])
+    assert not np.allclose(outs["runtime", "p50"], outs["runtime", "p75"])
