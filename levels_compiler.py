@@ -96,8 +96,8 @@ def save_levels(result: LevelsBuilt, out_dir: str | os.PathLike, *, name: str = 
     manifest["rt3"] = {"form": result.levels.form, "order": result.levels.names,
                        "dense_reference": result.dense_reference}
     libraries = None
-    if result.levels.form == "baked":
-        libraries = {n: b.export_library for n, b in result.builts.items()}
+    if result.levels.form == "baked":  # the first level runs lib.so; the others their own library
+        libraries = {n: b.export_library for n, b in result.builts.items() if n != result.levels.names[0]}
     return write_artifact(out_dir, write_library=first.export_library,
                           levels={n: b.weights for n, b in result.builts.items()}, manifest=manifest,
                           overwrite=overwrite, level_info=result.info, level_libraries=libraries)
