@@ -220,7 +220,7 @@ def rpc_tracker():
     tracker = Tracker(host="127.0.0.1", port=9190, port_end=9290, silent=True)
     server = Server(host="127.0.0.1", port=9300, port_end=9400, key="gearshift-test",
                     tracker_addr=("127.0.0.1", tracker.port), silent=True)
-    for _ in range(100):  # the server registers asynchronously
+    for _ in range(600):  # the server registers asynchronously (up to 30 s on a slow machine)
         if "gearshift-test" in rpc.connect_tracker("127.0.0.1", tracker.port).summary()["queue_info"]:
             break
         time.sleep(0.05)
