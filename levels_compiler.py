@@ -15,7 +15,7 @@ import os
 import platform
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +24,9 @@ import numpy as np
 from gearshift.errors import InputError
 from gearshift.frontend.importer import Imported, to_relax
 from gearshift.frontend.load import ModelLike, load
-from gearshift.relay_passes.levels import LevelSet, capacities, planning, read_levels, with_capacity
+from gearshift.relay_passes.levels import LevelSet, capacities, read_levels
 from gearshift.runtime.artifact import Artifact, write_artifact
-from gearshift.schedules.build import Built, Log, Prepared, generate, prepare
+from gearshift.schedules.build import Built, Lifted, Log, Prepared, generate, lift, prepare
 from gearshift.schedules.targets import TargetInfo, get_target
 from gearshift.spec import TensorSpec
 
@@ -55,16 +55,18 @@ def compile_levels(model: ModelLike, levels: LevelSet | str | os.PathLike, targe
     proto = load(model, input_shapes=input_shapes, exporter=exporter)
     imported = to_relax(proto)
     quiet: Log = lambda _msg: None
+    lifted = lift(imported)  # the same for every level (and the dense reference)
     if levels.form == "runtime":
         t = time.perf_counter()
-        planned = [prepare(imported, info, planning(level.plan), quiet) for level in levels.levels]
+        # planning pass: no numerical check (the final pass runs it)
+        planned = [prepare(imported, info, replace(level.plan, check=False), quiet, lifted) for level in levels.levels]
         capacity = capacities([p.layers for p in planned])
         log(f"levels: planned {len(levels.levels)} levels ({time.perf_counter() - t:.1f} s); "
             f"{len(capacity)} layers sparse, arrays padded to each layer's largest level")
         prepared = {}
         for level in levels.levels:
             log(f"level {level.name}: {level.spec}")
-            prepared[level.name] = prepare(imported, info, with_capacity(level.plan, capacity), log)
+            prepared[level.name] = prepare(imported, info, replace(level.plan, capacity=capacity), log, lifted)
         _check_same_code(prepared)
         shared = generate(next(iter(prepared.values())), imported, info, log)
         builts = {name: _with_weights(shared, p) for name, p in prepared.items()}
@@ -72,13 +74,13 @@ def compile_levels(model: ModelLike, levels: LevelSet | str | os.PathLike, targe
         prepared, builts = {}, {}
         for level in levels.levels:
             log(f"level {level.name}: {level.spec} (own code)")
-            prepared[level.name] = prepare(imported, info, level.plan, log)
+            prepared[level.name] = prepare(imported, info, level.plan, log, lifted)
             builts[level.name] = generate(prepared[level.name], imported, info, log)
     result = LevelsBuilt(levels, builts)
     for level in levels.levels:
         result.info[level.name] = _facts(level.spec, prepared[level.name])
     if info.name == "host":
-        _measure(result, proto, imported, info, calibration, repeat, log)
+        _measure(result, proto, imported, info, calibration, repeat, log, lifted)
     else:
         log(f"levels: latency and accuracy proxy not measured ({info.name} code does not run here); "
             f"measure them on the device")
@@ -151,7 +153,7 @@ def calibration_inputs(specs: Sequence[TensorSpec], seed: int = 0) -> dict[str, 
 
 
 def _measure(result: LevelsBuilt, proto, imported: Imported, info: TargetInfo,
-             calibration: Mapping[str, np.ndarray] | None, repeat: int, log: Log) -> None:
+             calibration: Mapping[str, np.ndarray] | None, repeat: int, log: Log, lifted: Lifted) -> None:
     """Host latency (median of `repeat`) and accuracy proxy of every level, and the dense model's latency."""
     import tvm
     from tvm import relax
@@ -162,7 +164,7 @@ def _measure(result: LevelsBuilt, proto, imported: Imported, info: TargetInfo,
     inputs = dict(calibration) if calibration is not None else calibration_inputs(imported.inputs)
     args_np = [s.check(inputs[s.name]) for s in imported.inputs]
     reference = ort_session(proto.SerializeToString()).run(None, {s.name: a for s, a in zip(imported.inputs, args_np)})
-    dense = generate(prepare(imported, info, None), imported, info)
+    dense = generate(prepare(imported, info, None, lifted=lifted), imported, info)
     engines, outputs = {}, {}
     for name, built in [("(dense)", dense), *result.builts.items()]:
         vm = relax.VirtualMachine(built.executable, tvm.cpu())

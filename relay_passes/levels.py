@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from gearshift.errors import InputError
@@ -101,12 +101,3 @@ def capacities(layer_reports: list[list]) -> dict[str, int]:
             if layer.decision != "dense" and layer.nnz_blocks:
                 out[layer.name] = max(out.get(layer.name, 0), layer.nnz_blocks)
     return out
-
-
-def planning(plan: SparsityPlan) -> SparsityPlan:
-    """The plan for the first, planning pass: no numerical check (the final pass runs it)."""
-    return replace(plan, check=False)
-
-
-def with_capacity(plan: SparsityPlan, capacity: dict[str, int]) -> SparsityPlan:
-    return replace(plan, capacity=capacity)

@@ -65,15 +65,29 @@ class Prepared:
     seconds: float
 
 
-def prepare(imported: Imported, info: TargetInfo, sparsity: SparsityPlan | None = None,
-            log: Log = lambda _msg: None) -> Prepared:
-    """The graph passes of `build`: weight transforms split off and run, layers rewritten as
-    `sparsity` says, dense layers moved onto the packed kernel."""
-    tvm_target = info.tvm_target()
-    t0 = time.perf_counter()
+@dataclass(frozen=True)
+class Lifted:
+    """The imported model with its weight transforms split off and run: where every sparsity plan starts."""
+
+    model: tvm.IRModule
+    weights: tuple[np.ndarray, ...]
+    names: tuple[str, ...]
+
+
+def lift(imported: Imported) -> Lifted:
     model, transform = split_weight_transforms(clip_gathers(imported.mod))
     weights = transform_weights(transform, list(imported.weights.values()))
-    names = lifted_names(transform, list(imported.weights))
+    return Lifted(model, tuple(weights), tuple(lifted_names(transform, list(imported.weights))))
+
+
+def prepare(imported: Imported, info: TargetInfo, sparsity: SparsityPlan | None = None,
+            log: Log = lambda _msg: None, lifted: Lifted | None = None) -> Prepared:
+    """The graph passes of `build`: weight transforms split off and run (or `lifted`, done once for
+    several plans), layers rewritten as `sparsity` says, dense layers moved onto the packed kernel."""
+    tvm_target = info.tvm_target()
+    t0 = time.perf_counter()
+    lifted = lifted or lift(imported)
+    model, weights, names = lifted.model, list(lifted.weights), list(lifted.names)
     layers: list = []
     dense_layers = 0
     if sparsity is not None and sparsity.active and info.is_gpu:
