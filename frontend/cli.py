@@ -95,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
 
     from gearshift.frontend.rt3_cli import add_commands
 
-    add_commands(sub, format_table)
+    add_commands(sub)
     return p
 
 

@@ -16,9 +16,7 @@ from pathlib import Path
 from gearshift.errors import InputError
 
 
-def add_commands(sub, format_table) -> None:
-    global _format_table
-    _format_table = format_table
+def add_commands(sub) -> None:
     pr = sub.add_parser("profiles", help="list the shipped device profiles (DVFS operating points, power model)")
     pr.set_defaults(handler=_profiles)
 
@@ -78,6 +76,7 @@ def _measurements(path: str) -> dict[str, dict[float, float]]:
 
 
 def _profiles(args) -> int:
+    from gearshift.frontend.cli import format_table
     from gearshift.runtime.dvfs import load_profile, profile_names
 
     rows = [("name", "cores", "MHz", "description")]
@@ -85,11 +84,13 @@ def _profiles(args) -> int:
         p = load_profile(name)
         rows.append((name, str(p.cores), f"{p.points[0].mhz:g}-{p.max_mhz:g} ({len(p.points)} points)",
                      p.description + (" [approximate]" if p.approximate else "")))
-    print(_format_table(rows))
+    print(format_table(rows))
     return 0
 
 
 def _levels(args) -> int:
+    from gearshift.frontend.cli import format_table
+
     _, profile, levels, table = _table(args)
     if args.json:
         print(json.dumps(table.to_json(), indent=2))
@@ -100,7 +101,7 @@ def _levels(args) -> int:
         rows.append((f"{r.mhz:g}", r.level, f"{r.predicted_ms:.3f}", "yes" if r.meets else "NO (fastest level)",
                      f"{r.error:.3g}", f"{facts[r.level].density:.2f}"))
     print(f"{profile.name}{' (approximate profile)' if profile.approximate else ''}, deadline {args.deadline_ms:g} ms")
-    print(_format_table(rows))
+    print(format_table(rows))
     return 0
 
 
