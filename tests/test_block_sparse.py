@@ -78,7 +78,16 @@ def test_projection_and_packing_roundtrip():
         for q in range(indptr[row], indptr[row + 1]):
             back[row * 8:(row + 1) * 8, indices[q]] = data[q, 0]
     np.testing.assert_array_equal(back, p)
-    assert chunk_tiles(128, 768, 4) == 16 and chunk_tiles(128, 3072, 6) == 2 and chunk_tiles(6, 10, 4) == 1
+    assert chunk_tiles(128, 768, 6) == 1 and chunk_tiles(128, 3072, 6) == 2 and chunk_tiles(6, 10, 4) == 1
+    assert chunk_tiles(128, 1100, 6) == 7  # a tile over L1: as many as fit L2
+
+
+def test_kernel_chunks_of_several_tiles_and_a_partial_last_chunk():
+    m, k, n = 50, 1100, 32  # tiles of 6 rows: 8 whole tiles in chunks of 7 and 1, then a tail of 2 rows
+    wt = project(RNG.standard_normal((n, k)).astype(np.float32), 16, 1, 0.8)
+    bias = RNG.standard_normal(n).astype(np.float32)
+    arrays = to_bsr(wt, 16, 1)
+    assert check_kernel((m, k, n, 16, 1, len(arrays[1]), Tile("outputs", 6)), wt.T, bias, arrays) < 1e-5
 
 
 TILES = {"outputs": Tile("outputs", 4), "outputs, row tail": Tile("outputs", 6),
