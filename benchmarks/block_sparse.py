@@ -9,12 +9,14 @@ Kernels (fp32, M = 128 activation rows, a bias added; BERT-base FFN shapes):
   holding the others' ~30 MB of weights, which costs the small sparse layer most), and gearshift BSR
   and ONNX Runtime alone, interleaved ("pairwise", as a deployed model runs), and, as a diagnostic, each
   called back to back with nothing between ("alone"). All three are reported; the headline is the first.
+  The timings are repeated in rounds (every layer once per round, so a drift of the machine reaches
+  them all): each figure is the median over rounds, with the range of the rounds beside it.
 End to end: the 4-layer BERT-base-shaped encoder (bar: >= 2.5x ORT) and a real transformers.BertModel
   (2 layers, BERT-base dims, attention mask; bar: faster than ORT), every linear layer at 80 % 16x1
   block sparsity, against ONNX Runtime on the same pruned ONNX.
 Writes benchmarks/results/block_sparse.{json,md}.
 
-    python benchmarks/block_sparse.py [--repeat 20] [--skip-model]
+    python benchmarks/block_sparse.py [--repeat 20] [--rounds 3] [--skip-model]
 """
 
 from __future__ import annotations
@@ -52,16 +54,20 @@ def matmul_model(w: np.ndarray, b: np.ndarray, rows: int = M) -> onnx.ModelProto
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
 
 
-def kernel_case(k: int, n: int, sparsity: float, block: tuple[int, int], repeat: int) -> dict:
+def kernel_case(k: int, n: int, sparsity: float, block: tuple[int, int]) -> dict:
+    """One layer compiled for every engine, outputs checked; `time_round` times it."""
     rng = np.random.default_rng(0)
     wt = project((rng.standard_normal((n, k)) / np.sqrt(k)).astype(np.float32), *block, sparsity)  # [out, in]
     w, b = np.ascontiguousarray(wt.T, dtype=np.float32), rng.standard_normal(n).astype(np.float32)
     x = aligned(rng.standard_normal((M, k)).astype(np.float32))
     proto = matmul_model(w, b)
     spec = f"bsr::{block[0]}x{block[1]}"  # the zeros are already there: keep them, in this block shape
-    sparse = gearshift.Session(gearshift.save(gearshift.compile_model(proto, "host", sparsity=spec), "out/bench-bsr",
+    name = f"{k}->{n} {sparsity:.0%} {block[0]}x{block[1]}"
+    slug = f"{k}-{n}-{round(sparsity * 100)}-{block[0]}x{block[1]}"  # every layer's artifacts stay loaded: one folder each
+    sparse = gearshift.Session(gearshift.save(gearshift.compile_model(proto, "host", sparsity=spec), f"out/bench-bsr-{slug}",
                                               overwrite=True))
-    dense = gearshift.Session(gearshift.save(gearshift.compile_model(proto, "host"), "out/bench-dense", overwrite=True))
+    dense = gearshift.Session(gearshift.save(gearshift.compile_model(proto, "host"), f"out/bench-dense-{slug}",
+                                             overwrite=True))
     ort = ort_session(proto.SerializeToString())
     feeds = {"x": x}
     tx, tw, tb = torch.from_numpy(x), torch.from_numpy(wt), torch.from_numpy(b)
@@ -69,35 +75,52 @@ def kernel_case(k: int, n: int, sparsity: float, block: tuple[int, int], repeat:
     wt16 = project(rng.standard_normal((n, k)).astype(np.float32), 16, 16, sparsity).astype(np.float32)
     bsr16 = torch.from_numpy(wt16).to_sparse_bsr((16, 16))
     tb16 = tb[:, None].contiguous()
-    outputs = {"gearshift_bsr": sparse.run(feeds)["y"], "onnxruntime": ort.run(None, feeds)[0],
-               "gearshift_dense": dense.run(feeds)["y"], "torch_dense": torch.nn.functional.linear(tx, tw, tb).numpy()}
+    engines = {"gearshift_bsr": lambda: sparse.run(feeds), "onnxruntime": lambda: ort.run(None, feeds),
+               "gearshift_dense": lambda: dense.run(feeds), "torch_dense": lambda: torch.nn.functional.linear(tx, tw, tb),
+               "torch_bsr_16x16": lambda: torch.addmm(tb16, bsr16, tx.T).T}
     with torch.no_grad():
-        row = compare(f"{k}->{n} {sparsity:.0%} {block[0]}x{block[1]}", {
-            "gearshift_bsr": lambda: sparse.run(feeds), "onnxruntime": lambda: ort.run(None, feeds),
-            "gearshift_dense": lambda: dense.run(feeds), "torch_dense": lambda: torch.nn.functional.linear(tx, tw, tb),
-            "torch_bsr_16x16": lambda: torch.addmm(tb16, bsr16, tx.T).T,
-        }, {**outputs, "torch_bsr_16x16": outputs["onnxruntime"]}, repeat=repeat)
-        # The same two engines alone, interleaved: as a deployed model runs, with no third engine's
-        # weights evicting the sparse layer's 1-2 MB between its calls (see the module docstring).
-        pair = compare("pair", {"gearshift_bsr": lambda: sparse.run(feeds), "onnxruntime": lambda: ort.run(None, feeds)},
-                       {k: outputs[k] for k in ("gearshift_bsr", "onnxruntime")}, repeat=repeat)
-        # Diagnostic, not the headline: each engine called back to back with nothing in between. The
-        # gap to the interleaved figures is what a core left idle by the previous engine costs.
-        alone = {name: summarize(time_interleaved({name: fn}, repeat=repeat)[name])["median_ms"]
-                 for name, fn in (("gearshift_bsr", lambda: sparse.run(feeds)), ("onnxruntime", lambda: ort.run(None, feeds)))}
-    row["alone_ms"] = alone
-    row["speedup_vs_ort_alone"] = alone["onnxruntime"] / alone["gearshift_bsr"]
-    row["engines"]["torch_bsr_16x16"]["max_abs_error"] = None  # other weights (16x16 pruning): time only
-    density = 1.0 - sparsity
-    speedup = row["engines"]["onnxruntime"]["median_ms"] / row["engines"]["gearshift_bsr"]["median_ms"]
-    row["pairwise"] = pair["engines"]
-    row["speedup_vs_ort_pairwise"] = pair["engines"]["onnxruntime"]["median_ms"] / pair["engines"]["gearshift_bsr"]["median_ms"]
+        outputs = {"gearshift_bsr": sparse.run(feeds)["y"], "onnxruntime": ort.run(None, feeds)[0],
+                   "gearshift_dense": dense.run(feeds)["y"], "torch_dense": engines["torch_dense"]().numpy()}
+    ref = outputs["onnxruntime"]
+    errors = {name: float(np.abs(out - ref).max()) for name, out in outputs.items()}
+    errors["torch_bsr_16x16"] = None  # other weights (16x16 pruning): time only
     layer = sparse.artifact.manifest["report"]["sparse_layers"][0]
-    row.update(k=k, n=n, sparsity=sparsity, block=f"{block[0]}x{block[1]}", speedup_vs_ort=speedup,
-               fraction_of_ideal=speedup * density, dense_bytes=layer["dense_bytes"], packed_bytes=layer["packed_bytes"],
-               decision=layer["decision"])
-    log(f"{row['case']}: {speedup:.2f}x ORT among all engines, {row['speedup_vs_ort_pairwise']:.2f}x pairwise "
-        f"({layer['decision']})")
+    return {"case": name, "k": k, "n": n, "sparsity": sparsity, "block": f"{block[0]}x{block[1]}", "engines": engines,
+            "errors": errors, "dense_bytes": layer["dense_bytes"], "packed_bytes": layer["packed_bytes"],
+            "decision": layer["decision"]}
+
+
+def time_round(case: dict, repeat: int) -> dict:
+    """One round of the three timings of a layer: all five engines interleaved; gearshift BSR and ONNX
+    Runtime alone, interleaved ("pairwise", as a deployed model runs: no third engine's weights evicting
+    the sparse layer's 1-2 MB between its calls); and, as a diagnostic, each called back to back with
+    nothing between ("alone": the gap to the others is what a core left idle by the previous engine and
+    cold caches cost). Medians in ms."""
+    engines = case["engines"]
+    with torch.no_grad():
+        every = {name: summarize(t)["median_ms"] for name, t in time_interleaved(engines, repeat=repeat).items()}
+        pair = {name: summarize(t)["median_ms"] for name, t in time_interleaved(
+            {name: engines[name] for name in PAIR}, repeat=repeat).items()}
+        alone = {name: summarize(time_interleaved({name: engines[name]}, repeat=repeat)[name])["median_ms"] for name in PAIR}
+    return {"interleaved": every, "pairwise": pair, "alone": alone}
+
+
+PAIR = ("gearshift_bsr", "onnxruntime")
+
+
+def summarize_rounds(case: dict, rounds: list[dict]) -> dict:
+    """Per timing mode, the speedup vs ORT of every round, and its median (the figure reported)."""
+    row = {key: case[key] for key in ("case", "k", "n", "sparsity", "block", "dense_bytes", "packed_bytes", "decision")}
+    row["rounds"] = rounds
+    for mode in ("interleaved", "pairwise", "alone"):
+        ratios = [r[mode]["onnxruntime"] / r[mode]["gearshift_bsr"] for r in rounds]
+        row[f"speedup_vs_ort_{mode}"] = float(np.median(ratios))
+        row[f"speedup_vs_ort_{mode}_rounds"] = ratios
+    row["engines"] = {name: {"median_ms": float(np.median([r["interleaved"][name] for r in rounds])),
+                             "max_abs_error": case["errors"].get(name)} for name in case["engines"]}
+    row["fraction_of_ideal"] = row["speedup_vs_ort_interleaved"] * (1.0 - case["sparsity"])
+    log(f"{row['case']}: {row['speedup_vs_ort_interleaved']:.2f}x ORT among all engines, "
+        f"{row['speedup_vs_ort_pairwise']:.2f}x pairwise, {row['speedup_vs_ort_alone']:.2f}x alone ({row['decision']})")
     return row
 
 
@@ -155,23 +178,36 @@ def models(repeat: int) -> list[dict]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=3, help="timing rounds over all layers (the median is reported)")
     p.add_argument("--skip-model", action="store_true", help="kernels only")
     args = p.parse_args()
     torch.set_num_threads(thread_count())
-    kernels = [kernel_case(*case, repeat=args.repeat) for case in KERNELS]
-    rows = [("layer (M=128)", "gearshift BSR ms", "ORT dense ms", "speedup vs ORT", "pairwise speedup", "alone speedup", "of ideal 1/density",
-             "gearshift dense ms", "torch dense ms", "torch BSR 16x16 ms", "weights MB dense -> packed", "max err")]
+    cases = [kernel_case(*case) for case in KERNELS]
+    rounds: list[list[dict]] = [[] for _ in cases]
+    for r in range(args.rounds):  # every layer once per round: a drift of the machine reaches them all
+        log(f"round {r + 1} of {args.rounds}")
+        for case, timings in zip(cases, rounds):
+            timings.append(time_round(case, args.repeat))
+    kernels = [summarize_rounds(case, timings) for case, timings in zip(cases, rounds)]
+
+    def spread(r: dict, mode: str) -> str:
+        values = r[f"speedup_vs_ort_{mode}_rounds"]
+        return f"{r[f'speedup_vs_ort_{mode}']:.2f}x ({min(values):.2f}-{max(values):.2f})"
+
+    rows = [("layer (M=128)", "gearshift BSR ms", "ORT dense ms", "speedup vs ORT (range over rounds)", "pairwise speedup",
+             "alone speedup", "of ideal 1/density", "gearshift dense ms", "torch dense ms", "torch BSR 16x16 ms",
+             "weights MB dense -> packed", "max err")]
     for r in kernels:
         e = r["engines"]
         rows.append((r["case"], f"{e['gearshift_bsr']['median_ms']:.3f}", f"{e['onnxruntime']['median_ms']:.3f}",
-                     f"{r['speedup_vs_ort']:.2f}x", f"{r['speedup_vs_ort_pairwise']:.2f}x", f"{r['speedup_vs_ort_alone']:.2f}x",
+                     spread(r, "interleaved"), spread(r, "pairwise"), spread(r, "alone"),
                      f"{r['fraction_of_ideal']:.0%}",
                      f"{e['gearshift_dense']['median_ms']:.3f}", f"{e['torch_dense']['median_ms']:.3f}",
                      f"{e['torch_bsr_16x16']['median_ms']:.3f}",
                      f"{r['dense_bytes'] / 1e6:.2f} -> {r['packed_bytes'] / 1e6:.2f}",
                      f"{e['gearshift_bsr']['max_abs_error']:.1e}"))
     text = f"# Block-sparse kernels vs dense peers\n\n{table(rows)}\n"
-    payload = {"repeat": args.repeat, "kernels": kernels}
+    payload = {"repeat": args.repeat, "rounds": args.rounds, "kernels": kernels}
     if not args.skip_model:
         model_rows = models(args.repeat)
         lines = [("model", "gearshift BSR ms", "ORT ms", "speedup vs ORT", "gearshift dense ms", "torch ms",
@@ -186,7 +222,8 @@ def main() -> None:
         text += "\n## End to end (every linear layer pruned to 80 % in 16x1 blocks; ORT runs the same pruned ONNX)\n\n"
         text += table(lines) + "\n"
         payload["models"] = model_rows
-    text += f"\n{threads_note()}; medians of {args.repeat} interleaved runs after 3 warm-ups."
+    text += (f"\n{threads_note()}; kernels: medians of {args.repeat} runs after 3 warm-ups per timing, median of "
+             f"{args.rounds} rounds (range in brackets); models: medians of {args.repeat} interleaved runs.")
     write_results("block_sparse", payload, text)
     print(text)
 
