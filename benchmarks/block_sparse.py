@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import aligned, compare, log, ort_session, table, threads_note, write_results  # first: sets thread env
+from common import aligned, compare, in_rounds, log, ort_session, table, threads_note, write_results  # first: sets thread env
 import numpy as np
 import onnx
 import torch
@@ -183,11 +183,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(thread_count())
     cases = [kernel_case(*case) for case in KERNELS]
-    rounds: list[list[dict]] = [[] for _ in cases]
-    for r in range(args.rounds):  # every layer once per round: a drift of the machine reaches them all
-        log(f"round {r + 1} of {args.rounds}")
-        for case, timings in zip(cases, rounds):
-            timings.append(time_round(case, args.repeat))
+    rounds = in_rounds(cases, lambda case: time_round(case, args.repeat), args.rounds)
     kernels = [summarize_rounds(case, timings) for case, timings in zip(cases, rounds)]
 
     def spread(r: dict, mode: str) -> str:

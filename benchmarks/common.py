@@ -32,7 +32,8 @@ from gearshift.bench import (  # noqa: E402
 
 assert pools_are_quiet(), "import benchmarks/common.py before anything that imports tvm or torch"
 RESULTS = Path(__file__).resolve().parent / "results"
-__all__ = ["aligned", "compare", "log", "ort_session", "table", "threads_note", "write_results"]
+__all__ = ["aligned", "compare", "in_rounds", "log", "merge_rounds", "ort_session", "round_ratios", "table", "threads_note",
+           "write_results"]
 
 
 def aligned(a: np.ndarray) -> np.ndarray:
@@ -61,6 +62,38 @@ def compare(name: str, engines: dict, outputs: dict, reference: str = "onnxrunti
     if flops:
         row["flops"] = flops
     return row
+
+
+def merge_rounds(rows: list[dict], reference: str = "onnxruntime") -> dict:
+    """`compare` rows of one case from several rounds -> one row: each engine's median_ms is the median
+    of its round medians (kept as `round_medians_ms`), its ratio recomputed from those."""
+    row = {**rows[0], "engines": {name: dict(stats) for name, stats in rows[0]["engines"].items()}, "rounds": len(rows)}
+    for name, stats in row["engines"].items():
+        medians = [r["engines"][name]["median_ms"] for r in rows]
+        stats.update(median_ms=float(np.median(medians)), round_medians_ms=medians,
+                     p90_ms=float(np.median([r["engines"][name]["p90_ms"] for r in rows])),
+                     runs=sum(r["engines"][name]["runs"] for r in rows))
+        if "gflops" in stats:
+            stats["gflops"] = row["flops"] / stats["median_ms"] / 1e6
+    for stats in row["engines"].values():
+        stats["ratio_vs_" + reference] = stats["median_ms"] / row["engines"][reference]["median_ms"]
+    return row
+
+
+def in_rounds(cases: list, time_round, rounds: int) -> list[list]:
+    """`time_round(case)` for every case, once per round, `rounds` times: a drift of the machine then
+    reaches every case alike (ratios here move 10-25 % between runs). Per case, its rounds' results."""
+    results: list[list] = [[] for _ in cases]
+    for r in range(rounds):
+        log(f"round {r + 1} of {rounds}")
+        for case, timings in zip(cases, results):
+            timings.append(time_round(case))
+    return results
+
+
+def round_ratios(row: dict, slower: str, faster: str) -> list[float]:
+    """Per round, the time of `slower` over that of `faster` (a merged row's spread)."""
+    return [a / b for a, b in zip(row["engines"][slower]["round_medians_ms"], row["engines"][faster]["round_medians_ms"])]
 
 
 def log(msg: str) -> None:

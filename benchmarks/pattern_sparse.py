@@ -8,14 +8,15 @@ masked ONNX, gearshift's own dense conv schedule and torch dense; and, for scale
     bars: >= 4x ORT dense (ideal 8x), >= 3x gearshift dense.
 Writes benchmarks/results/pattern_sparse.{json,md}.
 
-    python benchmarks/pattern_sparse.py [--repeat 20]
+    python benchmarks/pattern_sparse.py [--repeat 20] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 
-from common import aligned, compare, log, ort_session, table, threads_note, write_results  # first: sets thread env
+from common import (aligned, compare, in_rounds, log, merge_rounds, ort_session, round_ratios, table,  # first: sets thread env
+                    threads_note, write_results)
 import numpy as np
 import onnx
 import torch
@@ -41,7 +42,8 @@ def conv_model(w: np.ndarray, b: np.ndarray, size: int) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
 
 
-def layer_case(c: int, size: int, repeat: int) -> dict:
+def layer_case(c: int, size: int) -> dict:
+    """The layer built for every engine, outputs computed; `time_round` times it, `finish` sums it up."""
     rng = np.random.default_rng(0)
     w = (rng.standard_normal((c, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32)
     masked, _, _ = project(w, library(w, PATTERNS), CONNECTIVITY)
@@ -49,8 +51,8 @@ def layer_case(c: int, size: int, repeat: int) -> dict:
     x = aligned(rng.standard_normal((1, c, size, size)).astype(np.float32))
     proto = conv_model(masked, b, size)
     built = gearshift.compile_model(proto, "host", sparsity="pattern")
-    sparse = gearshift.Session(gearshift.save(built, "out/bench-pattern", overwrite=True))
-    dense = gearshift.Session(gearshift.save(gearshift.compile_model(proto, "host"), "out/bench-conv-dense",
+    sparse = gearshift.Session(gearshift.save(built, f"out/bench-pattern-{size}", overwrite=True))
+    dense = gearshift.Session(gearshift.save(gearshift.compile_model(proto, "host"), f"out/bench-conv-dense-{size}",
                                              overwrite=True))
     ort = ort_session(proto.SerializeToString())
     feeds = {"x": x}
@@ -59,27 +61,35 @@ def layer_case(c: int, size: int, repeat: int) -> dict:
     gemm_w = bsr_project(np.ascontiguousarray(w.reshape(c, 9 * c)), 16, 1, 1.0 - float((masked != 0).mean()))
     gemm = matmul_model(np.ascontiguousarray(gemm_w.T), b, rows=size * size)
     bsr = gearshift.Session(gearshift.save(gearshift.compile_model(gemm, "host", sparsity="bsr::16x1"),
-                                           "out/bench-pattern-bsr", overwrite=True))
+                                           f"out/bench-pattern-bsr-{size}", overwrite=True))
     cols = {"x": aligned(rng.standard_normal((size * size, 9 * c)).astype(np.float32))}
     tx, tw, tb = torch.from_numpy(x), torch.from_numpy(masked), torch.from_numpy(b)
     outputs = {"gearshift_pattern": sparse.run(feeds)["y"], "onnxruntime": ort.run(None, feeds)[0],
                "gearshift_dense": dense.run(feeds)["y"],
                "torch_dense": torch.nn.functional.conv2d(tx, tw, tb, padding=1).numpy()}
-    density = float((masked != 0).mean())
+    engines = {"gearshift_pattern": lambda: sparse.run(feeds), "onnxruntime": lambda: ort.run(None, feeds),
+               "gearshift_dense": lambda: dense.run(feeds),
+               "torch_dense": lambda: torch.nn.functional.conv2d(tx, tw, tb, padding=1),
+               "gearshift_bsr_gemm": lambda: bsr.run(cols)}
+    layer = built.report["sparse_layers"][0]
+    return {"name": f"{size}x{size}x{c}->{c}", "engines": engines, "density": float((masked != 0).mean()),
+            "outputs": {**outputs, "gearshift_bsr_gemm": outputs["onnxruntime"]}, "layer": layer,
+            "flops": 2 * int((masked != 0).sum()) * size * size}
+
+
+def time_round(case: dict, repeat: int) -> dict:
     with torch.no_grad():
-        row = compare(f"{size}x{size}x{c}->{c}", {
-            "gearshift_pattern": lambda: sparse.run(feeds), "onnxruntime": lambda: ort.run(None, feeds),
-            "gearshift_dense": lambda: dense.run(feeds),
-            "torch_dense": lambda: torch.nn.functional.conv2d(tx, tw, tb, padding=1),
-            "gearshift_bsr_gemm": lambda: bsr.run(cols)},
-            {**outputs, "gearshift_bsr_gemm": outputs["onnxruntime"]}, repeat=repeat,
-            flops=2 * int((masked != 0).sum()) * size * size)
+        return compare(case["name"], case["engines"], case["outputs"], repeat=repeat, flops=case["flops"])
+
+
+def finish(case: dict, rounds: list[dict]) -> dict:
+    row, layer, density = merge_rounds(rounds), case["layer"], case["density"]
     row["engines"]["gearshift_bsr_gemm"]["max_abs_error"] = None  # another computation: time only
     e = row["engines"]
-    layer = built.report["sparse_layers"][0]
     row.update(density=density, decision=layer["decision"], dense_bytes=layer["dense_bytes"],
                packed_bytes=layer["packed_bytes"],
                speedup_vs_ort=e["onnxruntime"]["median_ms"] / e["gearshift_pattern"]["median_ms"],
+               speedup_vs_ort_rounds=round_ratios(row, "onnxruntime", "gearshift_pattern"),
                speedup_vs_dense=e["gearshift_dense"]["median_ms"] / e["gearshift_pattern"]["median_ms"])
     row["fraction_of_ideal"] = row["speedup_vs_ort"] * density
     log(f"{row['case']}: {row['speedup_vs_ort']:.2f}x ORT, {row['speedup_vs_dense']:.2f}x gearshift dense "
@@ -90,23 +100,29 @@ def layer_case(c: int, size: int, repeat: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=3, help="timing rounds over all layers (the median is reported)")
     args = p.parse_args()
     torch.set_num_threads(thread_count())
-    layers = [layer_case(c, size, args.repeat) for c, size in LAYERS]
-    rows = [("layer (batch 1)", "density", "gearshift pattern ms", "ORT dense ms", "speedup vs ORT", "of ideal 1/density",
+    cases = [layer_case(c, size) for c, size in LAYERS]
+    layers = [finish(case, timings) for case, timings in
+              zip(cases, in_rounds(cases, lambda case: time_round(case, args.repeat), args.rounds))]
+    rows = [("layer (batch 1)", "density", "gearshift pattern ms", "ORT dense ms", "speedup vs ORT (range over rounds)", "of ideal 1/density",
              "gearshift dense ms", "vs gearshift dense", "torch dense ms", "gearshift BSR 16x1, GEMM only ms",
              "weights MB dense -> packed", "max err")]
     for r in layers:
         e = r["engines"]
         rows.append((r["case"], f"{r['density']:.3f}", f"{e['gearshift_pattern']['median_ms']:.3f}",
-                     f"{e['onnxruntime']['median_ms']:.3f}", f"{r['speedup_vs_ort']:.2f}x", f"{r['fraction_of_ideal']:.0%}",
+                     f"{e['onnxruntime']['median_ms']:.3f}",
+                     f"{r['speedup_vs_ort']:.2f}x ({min(r['speedup_vs_ort_rounds']):.2f}-{max(r['speedup_vs_ort_rounds']):.2f})",
+                     f"{r['fraction_of_ideal']:.0%}",
                      f"{e['gearshift_dense']['median_ms']:.3f}", f"{r['speedup_vs_dense']:.2f}x",
                      f"{e['torch_dense']['median_ms']:.3f}", f"{e['gearshift_bsr_gemm']['median_ms']:.3f}",
                      f"{r['dense_bytes'] / 1e6:.2f} -> {r['packed_bytes'] / 1e6:.2f}",
                      f"{e['gearshift_pattern']['max_abs_error']:.1e}"))
     text = (f"# Pattern-sparse 3x3 convs vs dense peers ({PATTERNS} patterns of 4-of-9, {1 - CONNECTIVITY:.0%} of kernels kept)"
-            f"\n\n{table(rows)}\n\n{threads_note()}; medians of {args.repeat} interleaved runs after 3 warm-ups.")
-    write_results("pattern_sparse", {"repeat": args.repeat, "layers": layers}, text)
+            f"\n\n{table(rows)}\n\n{threads_note()}; medians of {args.repeat} interleaved runs after 3 warm-ups, median of "
+            f"{args.rounds} rounds.")
+    write_results("pattern_sparse", {"repeat": args.repeat, "rounds": args.rounds, "layers": layers}, text)
     print(text)
 
 
