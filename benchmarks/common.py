@@ -67,7 +67,7 @@ def compare(name: str, engines: dict, outputs: dict, reference: str = "onnxrunti
 def merge_rounds(rows: list[dict], reference: str = "onnxruntime") -> dict:
     """`compare` rows of one case from several rounds -> one row: each engine's median_ms is the median
     of its round medians (kept as `round_medians_ms`), its ratio recomputed from those."""
-    row = {**rows[0], "engines": {name: dict(stats) for name, stats in rows[0]["engines"].items()}, "rounds": len(rows)}
+    row = {**rows[0], "engines": {name: dict(stats) for name, stats in rows[0]["engines"].items()}, "round_count": len(rows)}
     for name, stats in row["engines"].items():
         medians = [r["engines"][name]["median_ms"] for r in rows]
         stats.update(median_ms=float(np.median(medians)), round_medians_ms=medians,

@@ -183,7 +183,7 @@ def entry_positions(masks: np.ndarray | None, r: int, c: int) -> list[list[tuple
     return taps
 
 
-L1_BUDGET = 24 * 1024  # bytes of activations one register tile may take to stay in L1 (32 KiB here and on phones)
+L1_BUDGET = 24 * 1024  # bytes of activations one register tile may take to stay in L1 (32 KiB here, 32-64 KiB on phones)
 L2_BUDGET = 200 * 1024  # bytes of activations a chunk may take (half of a phone's or this machine's L2)
 
 
