@@ -112,6 +112,20 @@ def test_tile_choice():
     assert choose_tile(128, 768, 1, avx2) == Tile("activations", 64, 8)
     assert choose_tile(12, 768, 4, avx2).along == "outputs"  # m does not divide into vectors
     assert choose_tile(128, 20, 4, avx2).along == "outputs"  # nor does k
+    avx512 = Microkernel(lanes=16, rows=8, vectors=3)
+    assert choose_tile(128, 768, 16, avx512) == Tile("outputs", 24, 16)  # one vector a row, 24 rows
+    assert choose_tile(128, 768, 8, avx512).along == "activations"
+    assert choose_tile(128, 768, 4, avx512).along == "activations"
+
+
+def test_kernel_one_vector_blocks_along_the_outputs():
+    """The AVX-512 tiling of 16x1 blocks (24 rows of one 16-lane vector), run here with whatever vectors
+    the host has: the loop structure is what is checked."""
+    m, k, n = 128, 96, 64
+    wt = project(RNG.standard_normal((n, k)).astype(np.float32), 16, 1, 0.7)
+    bias = RNG.standard_normal(n).astype(np.float32)
+    arrays = to_bsr(wt, 16, 1)
+    assert check_kernel((m, k, n, 16, 1, len(arrays[1]), Tile("outputs", 24, 16)), wt.T, bias, arrays) < 1e-5
 
 
 @pytest.mark.parametrize("along", TILES)

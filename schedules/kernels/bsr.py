@@ -49,13 +49,17 @@ class Tile:
 
 
 def choose_tile(m: int, k: int, r: int, micro: Microkernel) -> Tile:
-    """Along the outputs when a block row fills whole vectors twice over (16x1 on AVX2/NEON);
-    otherwise along the activations where m and k divide into vectors. As many accumulators as the
-    dense microkernel has (its rows x vectors). Along the outputs the row count need not divide m (a
-    tail tile takes the rest): 6 rows x 2 vectors for 16x1 on AVX2 measured 1.2-1.3x faster than the
-    4 rows that divide 128 (8 accumulators only just cover the FMA latency)."""
+    """Along the outputs when a block row fills whole vectors twice over (16x1 on AVX2/NEON), or
+    once with 16-lane vectors (16x1 on AVX-512: its 32 registers hold a tall tile of single-vector
+    rows, the design of the hand-written kernel that reached 7.2-7.9x ONNX Runtime on an AVX-512
+    machine, see the field notes; not measured here, where there is no AVX-512); otherwise along the
+    activations where m and k divide into vectors (one-vector blocks with 16 registers: 8x1 on AVX2
+    measured 1.3x faster along the activations). As many accumulators as the dense microkernel has
+    (its rows x vectors). Along the outputs the row count need not divide m (a tail tile takes the
+    rest): 6 rows x 2 vectors for 16x1 on AVX2 measured 1.2-1.3x faster than the 4 rows that divide
+    128 (8 accumulators only just cover the FMA latency)."""
     budget, lanes = micro.rows * micro.vectors, micro.lanes
-    if (r % lanes == 0 and r >= 2 * lanes) or m % lanes or k % lanes:
+    if (r % lanes == 0 and (r >= 2 * lanes or lanes >= 16)) or m % lanes or k % lanes:
         return Tile("outputs", max(1, min(m, budget // max(1, math.ceil(r / lanes)))), lanes)
     vectors = max(1, budget // r)
     while m % (vectors * lanes):
