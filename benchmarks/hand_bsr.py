@@ -21,18 +21,18 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import platform
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from common import aligned, compare, log, ort_session, table, threads_note, write_results  # first: sets thread env
+from common import aligned, ort_session, table, threads_note, write_results  # first: sets thread env
 import numpy as np
 from block_sparse import M, matmul_model
+from handwritten import against_hand, build_c, require_x86
 
 import gearshift
-from gearshift.bench import summarize, thread_count, time_interleaved
+from gearshift.bench import thread_count
 from gearshift.schedules.kernels.bsr import chunk_tiles, project, to_bsr
 
 SHAPES = [(768, 3072), (3072, 768)]
@@ -41,13 +41,7 @@ SOURCE = Path(__file__).with_name("hand_bsr.c")
 
 
 def build(tmp: str):
-    lib = Path(tmp) / "hand_bsr.so"
-    subprocess.run(["cc", "-O3", "-mavx2", "-mfma", "-fopenmp", "-shared", "-fPIC", str(SOURCE), "-o", str(lib)],
-                   check=True, capture_output=True)
-    fn = ctypes.CDLL(str(lib)).bsr16x1
-    fn.argtypes = [ctypes.c_int] * 3 + [ctypes.c_void_p] * 6 + [ctypes.c_int] * 2
-    fn.restype = None
-    return fn
+    return build_c(SOURCE, Path(tmp) / "hand_bsr.so", "bsr16x1", [ctypes.c_int] * 3 + [ctypes.c_void_p] * 6 + [ctypes.c_int] * 2)
 
 
 def case(fn, k: int, n: int, repeat: int) -> dict:
@@ -68,22 +62,11 @@ def case(fn, k: int, n: int, repeat: int) -> dict:
            y.ctypes.data, chunk_rows, threads)
         return y
 
-    reference = ort.run(None, feeds)[0]
     outputs = {"hand_c": hand().copy(), "gearshift_bsr": session.run(feeds)["y"]}
-    row = compare(f"{k}->{n} {SPARSITY:.0%} 16x1", {"gearshift_bsr": lambda: session.run(feeds), "hand_c": hand},
-                  outputs, reference="hand_c", repeat=repeat)
-    for name, out in outputs.items():  # both against ONNX Runtime on the same weights
-        row["engines"][name]["max_abs_error"] = float(np.abs(out - reference).max())
-    alone = {name: summarize(time_interleaved({name: f}, repeat=repeat)[name])["median_ms"]
-             for name, f in (("hand_c", hand), ("gearshift_bsr", lambda: session.run(feeds)),
-                             ("onnxruntime", lambda: ort.run(None, feeds)))}
-    e = row["engines"]
-    row.update(k=k, n=n, chunk_rows=chunk_rows, alone_ms=alone,
-               gearshift_over_hand=e["gearshift_bsr"]["median_ms"] / e["hand_c"]["median_ms"],
-               hand_vs_ort_alone=alone["onnxruntime"] / alone["hand_c"],
-               gearshift_vs_ort_alone=alone["onnxruntime"] / alone["gearshift_bsr"])
-    log(f"{row['case']}: gearshift {row['gearshift_over_hand']:.2f}x the C kernel's time; alone vs ORT: "
-        f"C {row['hand_vs_ort_alone']:.2f}x, gearshift {row['gearshift_vs_ort_alone']:.2f}x")
+    engines = {"gearshift_bsr": lambda: session.run(feeds), "hand_c": hand, "onnxruntime": lambda: ort.run(None, feeds)}
+    row = against_hand(f"{k}->{n} {SPARSITY:.0%} 16x1", "gearshift_bsr", engines, outputs, ort.run(None, feeds)[0],
+                       repeat)
+    row.update(k=k, n=n, chunk_rows=chunk_rows)
     return row
 
 
@@ -91,8 +74,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=20)
     args = p.parse_args()
-    if platform.machine() not in ("x86_64", "AMD64"):
-        sys.exit("hand_bsr.py: the C kernel is AVX2 code; run it on x86-64")
+    require_x86("hand_bsr.py")
     with tempfile.TemporaryDirectory() as tmp:
         try:
             fn = build(tmp)

@@ -21,18 +21,18 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import platform
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from common import aligned, compare, log, ort_session, table, threads_note, write_results  # first: sets thread env
+from common import aligned, ort_session, table, threads_note, write_results  # first: sets thread env
 import numpy as np
+from handwritten import against_hand, build_c, require_x86
 from pattern_sparse import CONNECTIVITY, LAYERS, PATTERNS, conv_model
 
 import tvm
-from gearshift.bench import summarize, thread_count, time_interleaved
+from gearshift.bench import thread_count
 from gearshift.frontend.patterns import library, project
 from gearshift.schedules.kernels.pattern_conv import (channel_group, choose_block, pack, padded_extent,
                                                       pattern_conv2d)
@@ -90,14 +90,10 @@ void pattern_conv(int cin, int cout, int h, int w, int ohp, int owp, int ngroups
 
 
 def build(source: str, tmp: str, name: str):
-    src, lib = Path(tmp) / f"{name}.c", Path(tmp) / f"{name}.so"
+    src = Path(tmp) / f"{name}.c"
     src.write_text(source)
-    subprocess.run(["cc", "-O3", "-mavx2", "-mfma", "-fopenmp", "-shared", "-fPIC", str(src), "-o", str(lib)],
-                   check=True, capture_output=True)
-    fn = ctypes.CDLL(str(lib)).pattern_conv
-    fn.argtypes = [ctypes.c_int] * 7 + [ctypes.c_void_p] * 8 + [ctypes.c_int]
-    fn.restype = None
-    return fn
+    return build_c(src, Path(tmp) / f"{name}.so", "pattern_conv",
+                   [ctypes.c_int] * 7 + [ctypes.c_void_p] * 8 + [ctypes.c_int])
 
 
 def case(c: int, size: int, repeat: int, tmp: str) -> dict:
@@ -131,20 +127,9 @@ def case(c: int, size: int, repeat: int, tmp: str) -> dict:
     hand()
     lib(*args)
     outputs = {"hand_c": y_c[:, :, :size, :size].copy(), "gearshift_pattern": args[-1].numpy()[:, :, :size, :size]}
-    row = compare(f"{size}x{size}x{c}->{c}", {"gearshift_pattern": lambda: lib(*args), "hand_c": hand}, outputs,
-                  reference="hand_c", repeat=repeat)
-    for name, out in outputs.items():
-        row["engines"][name]["max_abs_error"] = float(np.abs(out - reference).max())
-    alone = {name: summarize(time_interleaved({name: f}, repeat=repeat)[name])["median_ms"]
-             for name, f in (("hand_c", hand), ("gearshift_pattern", lambda: lib(*args)),
-                             ("onnxruntime", lambda: ort.run(None, {"x": x})))}
-    e = row["engines"]
-    row.update(block=[rows, vectors], channel_groups=ngroups, alone_ms=alone,
-               gearshift_over_hand=e["gearshift_pattern"]["median_ms"] / e["hand_c"]["median_ms"],
-               hand_vs_ort_alone=alone["onnxruntime"] / alone["hand_c"],
-               gearshift_vs_ort_alone=alone["onnxruntime"] / alone["gearshift_pattern"])
-    log(f"{row['case']}: gearshift {row['gearshift_over_hand']:.2f}x the C kernel's time; alone vs ORT: "
-        f"C {row['hand_vs_ort_alone']:.2f}x, gearshift {row['gearshift_vs_ort_alone']:.2f}x")
+    engines = {"gearshift_pattern": lambda: lib(*args), "hand_c": hand, "onnxruntime": lambda: ort.run(None, {"x": x})}
+    row = against_hand(f"{size}x{size}x{c}->{c}", "gearshift_pattern", engines, outputs, reference, repeat)
+    row.update(block=[rows, vectors], channel_groups=ngroups)
     return row
 
 
@@ -152,8 +137,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=20)
     args = p.parse_args()
-    if platform.machine() not in ("x86_64", "AMD64"):
-        sys.exit("hand_pattern_conv.py: the C kernel is AVX2 code; run it on x86-64")
+    require_x86("hand_pattern_conv.py")
     with tempfile.TemporaryDirectory() as tmp:
         try:
             rows = [case(c, size, args.repeat, tmp) for c, size in LAYERS]
