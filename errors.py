@@ -7,6 +7,10 @@ one or two lines. The CLI turns them into an exit status instead of a traceback.
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 
 def summarize(err: BaseException, *, last: bool = False, lines: int = 1, width: int = 400) -> str:
     """A foreign error (protobuf, onnx, TVM) in a line or two for our messages. TVM puts its message
@@ -56,3 +60,12 @@ class TargetError(GearshiftError):
 
 class ArtifactError(GearshiftError):
     """An artifact directory is missing a file, was modified, truncated, or is of another format."""
+
+
+def read_json(path: str | os.PathLike, error: type[GearshiftError] = InputError, hint: str = "") -> object:
+    """A JSON file's content. A file that is not JSON (or not text) raises `error` naming the file,
+    `hint` appended; a missing file is the caller's to handle (its message depends on what the file is)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise error(f"{path}: not valid JSON ({err}){hint}") from None

@@ -16,13 +16,12 @@ structure as constants (faster kernels, one library per level).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from gearshift.errors import InputError
+from gearshift.errors import InputError, read_json
 from gearshift.relay_passes.plan import SparsityPlan
 
 LEVEL_FORMS = ("runtime", "baked")
@@ -50,11 +49,9 @@ def read_levels(path: str | os.PathLike) -> LevelSet:
     """Parse a levels file; every problem is an InputError naming the file and the level."""
     path = Path(path)
     try:
-        doc = json.loads(path.read_text())
+        doc = read_json(path)
     except FileNotFoundError:
         raise InputError(f"{path}: no such levels file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: not valid JSON ({err})") from None
     return parse_levels(doc, str(path))
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gearshift.errors import ArtifactError
+from gearshift.errors import ArtifactError, read_json
 from gearshift.spec import TensorSpec
 
 FORMAT = "gearshift-artifact"
@@ -154,10 +154,7 @@ def open_artifact(path: str | os.PathLike) -> Artifact:
     mpath = root / MANIFEST
     if not mpath.is_file():
         raise ArtifactError(f"{root}: not a gearshift artifact (no {MANIFEST})")
-    try:
-        manifest = json.loads(mpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ArtifactError(f"{mpath}: not valid JSON ({err})") from None
+    manifest = read_json(mpath, ArtifactError)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ArtifactError(f"{mpath}: not a gearshift manifest")
     if manifest.get("format_version") != FORMAT_VERSION:

@@ -22,7 +22,6 @@ operating point, which is an assumption to replace with device measurements.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gearshift.errors import InputError
+from gearshift.errors import InputError, read_json
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
 
@@ -86,11 +85,7 @@ def load_profile(name_or_path: str | os.PathLike) -> DeviceProfile:
         path = PROFILE_DIR / f"{path.name}.json"
     if not path.is_file():
         raise InputError(f"no device profile {str(name_or_path)!r}: give a JSON file or one of {', '.join(profile_names())}")
-    try:
-        doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: not valid JSON ({err})") from None
-    return parse_profile(doc, str(path))
+    return parse_profile(read_json(path), str(path))
 
 
 def parse_profile(doc, where: str = "profile") -> DeviceProfile:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gearshift.errors import InputError
+from gearshift.errors import InputError, read_json
 from gearshift.runtime.artifact import Artifact, open_artifact
 
 Log = Callable[[str], None]
@@ -98,10 +98,7 @@ def merge(path: str | os.PathLike, mhz: float, latencies: dict[str, float]) -> d
     path = Path(path)
     doc: dict = {}
     if path.exists():
-        try:
-            doc = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise InputError(f"{path}: not valid JSON ({err}); move it away or fix it") from None
+        doc = read_json(path, hint="; move it away or fix it")
         if not isinstance(doc, dict):
             raise InputError(f"{path}: expected {{level: {{MHz: ms}}}}")
     for level, ms in latencies.items():
