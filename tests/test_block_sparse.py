@@ -13,7 +13,7 @@ from gearshift.errors import InputError
 from gearshift.relay_passes.block_sparse import check_kernel
 from gearshift.relay_passes.plan import LayerSpec, SparsityPlan, parse_spec
 from gearshift.schedules.cpu.microkernel import Microkernel
-from gearshift.schedules.kernels.bsr import Tile, bsr_matmul, choose_tile, chunk_tiles, project, to_bsr
+from gearshift.schedules.kernels.bsr import Tile, bsr_matmul, choose_tile, chunk_tiles, project, to_bsr, uses_panels
 
 RNG = np.random.default_rng(11)
 
@@ -88,6 +88,28 @@ def test_kernel_chunks_of_several_tiles_and_a_partial_last_chunk():
     bias = RNG.standard_normal(n).astype(np.float32)
     arrays = to_bsr(wt, 16, 1)
     assert check_kernel((m, k, n, 16, 1, len(arrays[1]), Tile("outputs", 6)), wt.T, bias, arrays) < 1e-5
+
+
+@pytest.mark.parametrize("m,k,c", [(50, 3072, 1), (24, 1104, 2), (128, 1280, 1)])
+def test_kernel_through_panels(m, k, c):
+    """Tiles over L1 at 10 % block density read x through transposed panels: chunks of several
+    tiles with a partial last one (50 x 3072: 9 tiles, 5 and 4 a thread, chunks of 2), a last tile
+    with rows past m (50 = 8 x 6 + 2), blocks two inputs wide, tiles split evenly (128 rows)."""
+    n, tile = 32, Tile("outputs", 6)
+    wt = project(RNG.standard_normal((n, k)).astype(np.float32), 16, c, 0.9)
+    bias = RNG.standard_normal(n).astype(np.float32)
+    arrays = to_bsr(wt, 16, c)
+    assert uses_panels(m, k, n, 16, c, len(arrays[1]), tile, 2)
+    assert check_kernel((m, k, n, 16, c, len(arrays[1]), tile, 2), wt.T, bias, arrays) < 1e-5
+
+
+def test_panels_only_where_they_measured_faster():
+    tile, nnz = Tile("outputs", 6), 48 * 3072 // 10  # 3072 -> 768 at 10 % density
+    assert uses_panels(128, 3072, 768, 16, 1, nnz, tile, 2)
+    assert not uses_panels(128, 768, 3072, 16, 1, 192 * 768 // 10, tile, 2)  # a tile fits L1
+    assert not uses_panels(128, 3072, 768, 16, 1, 2 * nnz, tile, 2)  # 20 %: consecutive blocks share lines
+    assert not uses_panels(13, 3072, 768, 16, 1, nnz, tile, 2)  # 3 tiles on 2 threads
+    assert not uses_panels(128, 3072, 768, 16, 1, nnz, Tile("outputs", 24, 16), 2)  # AVX-512: not measured
 
 
 TILES = {"outputs": Tile("outputs", 4), "outputs, row tail": Tile("outputs", 6),
