@@ -162,9 +162,7 @@ def _along_outputs_panels(m, k, n, r, c, nnz, tile, threads):
     copies of row m - 1 and are not stored."""
     rows, block_rows = tile.rows, n // r
     tiles = -(-m // rows)
-    parts = min(max(1, threads), tiles)
-    tiles_each = -(-tiles // parts)
-    per_chunk = max(1, min(tiles_each, L2_BUDGET // (k * PANEL * 4)))
+    parts, tiles_each, per_chunk = panel_split(m, k, rows, threads)
     chunks = -(-tiles_each // per_chunk)
 
     def row(tile_index, a):  # the x row a panel takes for its row a: clamped into x
@@ -208,6 +206,15 @@ def _along_outputs_panels(m, k, n, r, c, nnz, tile, threads):
                                         acc[mi, i] + b[br * r + i])
 
     return kernel
+
+
+def panel_split(m: int, k: int, rows: int, threads: int) -> tuple[int, int, int]:
+    """(threads used, tiles per thread, tiles per chunk) of the panel tiling: a chunk's panels take
+    at most L2_BUDGET, as the row-major chunks do."""
+    tiles = -(-m // rows)
+    parts = min(max(1, threads), tiles)
+    each = -(-tiles // parts)
+    return parts, each, max(1, min(each, L2_BUDGET // (k * PANEL * 4)))
 
 
 def transposed_column(square: tirx.Buffer, e) -> tirx.PrimExpr:
