@@ -98,20 +98,7 @@ def _along_outputs(m, k, n, r, c, nnz, tile, parts, share):
     per_chunk = chunk_tiles(m, k, rows)
     chunks = (tiles + per_chunk - 1) // per_chunk
 
-    @T.macro
-    def block_row_tile(x, data, indices, indptr, b, y, br, row0, height):
-        acc = T.alloc_buffer((height, r), "float32", scope="local")
-        for mi in T.unroll(height):
-            for i in T.vectorized(r):
-                acc[mi, i] = T.float32(0)
-        for p in range(indptr[br], indptr[br + 1]):
-            for j in T.unroll(c):
-                for mi in T.unroll(height):
-                    for i in T.vectorized(r):
-                        acc[mi, i] = acc[mi, i] + x[row0 + mi, indices[p] * c + j] * data[p, j, i]
-        for mi in T.unroll(height):
-            for i in T.vectorized(r):
-                y[row0 + mi, br * r + i] = acc[mi, i] + b[br * r + i]
+    block_row_tile = block_row_macro(r, c)
 
     @T.prim_func(private=True)
     def kernel(x: T.Buffer((m, k), "float32"), data: T.Buffer((nnz, c, r), "float32"),
@@ -122,13 +109,46 @@ def _along_outputs(m, k, n, r, c, nnz, tile, parts, share):
             for mc in range(chunks):
                 for bri in range(share):
                     for mo in range(T.min(per_chunk, tiles - mc * per_chunk)):
-                        block_row_tile(x, data, indices, indptr, b, y, part * share + bri,
-                                       (mc * per_chunk + mo) * rows, rows)
+                        block_row_tile(read_rows, x, 0, data, indices, indptr, b, y, part * share + bri,
+                                       (mc * per_chunk + mo) * rows, rows, m)
             if tail > 0:
                 for bri in range(share):
-                    block_row_tile(x, data, indices, indptr, b, y, part * share + bri, tiles * rows, tail)
+                    block_row_tile(read_rows, x, 0, data, indices, indptr, b, y, part * share + bri, tiles * rows,
+                                   tail, m)
 
     return kernel
+
+
+def block_row_macro(r: int, c: int):
+    """The walk of one block row for one register tile of `height` activation rows from `row0`, its
+    accumulators in registers, the bias added on the way out; rows from `m` on are not stored. Its
+    activation x[row0 + mi, col] is `read(source, row0 + mi, col, at, mi)`: `read_rows` (x itself) or
+    `read_panel` (tile `at`'s panel). One walk for both tilings along the outputs."""
+    @T.macro
+    def block_row_tile(read, source, at, data, indices, indptr, b, y, br, row0, height, m):
+        acc = T.alloc_buffer((height, r), "float32", scope="local")
+        for mi in T.unroll(height):
+            for i in T.vectorized(r):
+                acc[mi, i] = T.float32(0)
+        for p in range(indptr[br], indptr[br + 1]):
+            for j in T.unroll(c):
+                for mi in T.unroll(height):
+                    for i in T.vectorized(r):
+                        acc[mi, i] = acc[mi, i] + read(source, row0 + mi, indices[p] * c + j, at, mi) * data[p, j, i]
+        for mi in T.unroll(height):
+            if row0 + mi < m:
+                for i in T.vectorized(r):
+                    y[row0 + mi, br * r + i] = acc[mi, i] + b[br * r + i]
+
+    return block_row_tile
+
+
+def read_rows(x, row, col, at, mi):  # x itself, row-major
+    return x[row, col]
+
+
+def read_panel(panel, row, col, at, mi):  # a tile's panel [tile, k, PANEL]: `at` is the tile, mi its row
+    return panel[at, col, mi]
 
 
 PANEL = 8  # activation rows a panel holds per input column: one AVX2 vector, and a tile's rows at most
@@ -163,6 +183,7 @@ def _along_outputs_panels(m, k, n, r, c, nnz, tile, threads):
     rows, block_rows = tile.rows, n // r
     tiles = -(-m // rows)
     parts, tiles_each, per_chunk = panel_split(m, k, rows, threads)
+    block_row_tile = block_row_macro(r, c)
     chunks = -(-tiles_each // per_chunk)
 
     def row(tile_index, a):  # the x row a panel takes for its row a: clamped into x
@@ -190,20 +211,8 @@ def _along_outputs_panels(m, k, n, r, c, nnz, tile, threads):
                 for br in range(block_rows):
                     for tl in range(T.max(0, T.min(T.min(per_chunk, tiles_each - mc * per_chunk),
                                                    tiles - part * tiles_each - mc * per_chunk))):
-                        acc = T.alloc_buffer((rows, r), "float32", scope="local")
-                        for mi in T.unroll(rows):
-                            for i in T.vectorized(r):
-                                acc[mi, i] = T.float32(0)
-                        for p in range(indptr[br], indptr[br + 1]):
-                            for j in T.unroll(c):
-                                for mi in T.unroll(rows):
-                                    for i in T.vectorized(r):
-                                        acc[mi, i] = acc[mi, i] + panel[tl, indices[p] * c + j, mi] * data[p, j, i]
-                        for mi in T.unroll(rows):
-                            if (part * tiles_each + mc * per_chunk + tl) * rows + mi < m:
-                                for i in T.vectorized(r):
-                                    y[(part * tiles_each + mc * per_chunk + tl) * rows + mi, br * r + i] = (
-                                        acc[mi, i] + b[br * r + i])
+                        block_row_tile(read_panel, panel, tl, data, indices, indptr, b, y, br,
+                                       (part * tiles_each + mc * per_chunk + tl) * rows, rows, m)
 
     return kernel
 
