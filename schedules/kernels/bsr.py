@@ -14,7 +14,10 @@ bias is added on the way out. No per-element index load: one index per block. Tw
   activation rows are taken in chunks small enough to stay in L2 (`chunk_tiles`: the random columns a
   block row reads then hit L2, not L3; 1.2-1.4x measured here at K = 768 and 3072), or one tile at a
   time where a tile fits L1 (its reads then hit L1; 1.2x more at K = 768, 90 % sparse). Rows left over
-  when the tile height does not divide M go through a second, shorter tile.
+  when the tile height does not divide M go through a second, shorter tile. On AVX2, where a tile
+  does not fit L1 and at most 1/8 of the blocks are kept (`uses_panels`), the threads split the tiles
+  instead and read x through panels: each tile's rows transposed to [k, 8], so that a block's
+  broadcasts read one cache line, not one per row (1.15-1.25x at 3072 -> 768, 90 % sparse).
 - along the activations (narrow blocks: 4x4, 8x1, 1x16, ...): a vector holds `lanes` activation
   rows, so x is first transposed (in the kernel, by lanes x lanes squares: 0.02 ms for 128 x 768);
   each weight is broadcast and multiplied with `rows` activation rows for each of the r outputs.
@@ -73,7 +76,8 @@ def bsr_matmul(m: int, k: int, n: int, r: int, c: int, nnz: int, tile: Tile, thr
     """The kernel for fixed sizes (r | n and c | k; along the activations `tile.rows` must divide m).
     It always takes a bias: a layer without one passes zeros (one add per output beats a second kernel to maintain).
     `threads`: the target's cores; each gets one contiguous share of the block rows (one parallel
-    launch per call, and each thread reuses its activations over all its block rows).
+    launch per call, and each thread reuses its activations over all its block rows), or of the
+    register tiles where x goes through panels (`uses_panels`: each thread then packs only its rows).
     `masks` [P, r, c]: block patterns (`to_block_patterns`' arrays instead of `to_bsr`'s); each
     pattern's entry positions become constants in its own unrolled loop. Along the activations only."""
     if n % r or k % c:
@@ -162,7 +166,7 @@ def uses_panels(m: int, k: int, n: int, r: int, c: int, nnz: int, tile: Tile, th
     cache line: about rows / (16 * density) lines a block for 16-float lines. A panel holds a tile's
     rows side by side per k (all in one line), so a block reads one line. Measured here at 3072->768
     (6 rows, AVX2), panels against the row-major tiling, kernel against kernel: 1.30x at 5 % block
-    density, 1.24x at 10 %, 0.98x at 15 %, 0.81-0.85x at 20 %; 1.25x at 3072->3072 and 10 %.
+    density, 1.15-1.25x at 10 %, 0.98x at 15 %, 0.81-0.85x at 20 %; 1.25x at 3072->3072 and 10 %.
     Hence: density at most 1/8. Threads share the tiles, so they must divide evenly enough (at most
     1/8 idle: 3 tiles on 2 threads measured 0.9x). AVX2 only (8 lanes: the panel's transposition is
     written for 8x8); not measured on NEON or AVX-512, which keep the row-major tiling."""
@@ -174,7 +178,7 @@ def uses_panels(m: int, k: int, n: int, r: int, c: int, nnz: int, tile: Tile, th
 
 
 def _along_outputs_panels(m, k, n, r, c, nnz, tile, threads):
-    """The tiling along the outputs with x read through panels: each thread owns a contiguous tiles_each
+    """The tiling along the outputs with x read through panels: each thread owns a contiguous share
     of the register tiles (activation rows, not block rows, so that no two threads pack the same
     rows); per chunk of tiles it first transposes each tile's rows into a panel [k, PANEL] (8x8
     squares through registers: 0.04 ms for 128 x 3072 on this machine), then walks every block row
