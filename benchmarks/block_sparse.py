@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import aligned, compare, in_rounds, log, ort_session, table, threads_note, write_results  # first: sets thread env
+from common import aligned, compare, in_rounds, log, ort_session, pair_and_alone, table, threads_note, write_results  # first: sets thread env
 import numpy as np
 import onnx
 import torch
@@ -99,10 +99,7 @@ def time_round(case: dict, repeat: int) -> dict:
     engines = case["engines"]
     with torch.no_grad():
         every = {name: summarize(t)["median_ms"] for name, t in time_interleaved(engines, repeat=repeat).items()}
-        pair = {name: summarize(t)["median_ms"] for name, t in time_interleaved(
-            {name: engines[name] for name in PAIR}, repeat=repeat).items()}
-        alone = {name: summarize(time_interleaved({name: engines[name]}, repeat=repeat)[name])["median_ms"] for name in PAIR}
-    return {"interleaved": every, "pairwise": pair, "alone": alone}
+        return {"interleaved": every, **pair_and_alone(engines, PAIR, repeat)}
 
 
 PAIR = ("gearshift_bsr", "onnxruntime")

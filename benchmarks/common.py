@@ -32,8 +32,8 @@ from gearshift.bench import (  # noqa: E402
 
 assert pools_are_quiet(), "import benchmarks/common.py before anything that imports tvm or torch"
 RESULTS = Path(__file__).resolve().parent / "results"
-__all__ = ["aligned", "compare", "in_rounds", "log", "merge_rounds", "ort_session", "round_ratios", "table", "threads_note",
-           "write_results"]
+__all__ = ["aligned", "compare", "in_rounds", "log", "merge_rounds", "ort_session", "pair_and_alone", "round_ratios", "table",
+           "threads_note", "write_results"]
 
 
 def aligned(a: np.ndarray) -> np.ndarray:
@@ -89,6 +89,17 @@ def in_rounds(cases: list, time_round, rounds: int) -> list[list]:
         for case, timings in zip(cases, results):
             timings.append(time_round(case))
     return results
+
+
+def pair_and_alone(engines: dict, pair: tuple[str, str], repeat: int) -> dict:
+    """The two timings reported beside the all-engines one, medians in ms: the `pair` (gearshift and
+    ONNX Runtime) interleaved on their own ("pairwise", as a deployed model runs: no third engine's
+    data evicted between their calls), and each of them called back to back ("alone", a diagnostic:
+    its gap to the others is what cold caches and a pool woken from sleep cost)."""
+    pairwise = {name: summarize(t)["median_ms"]
+                for name, t in time_interleaved({name: engines[name] for name in pair}, repeat=repeat).items()}
+    alone = {name: summarize(time_interleaved({name: engines[name]}, repeat=repeat)[name])["median_ms"] for name in pair}
+    return {"pairwise": pairwise, "alone": alone}
 
 
 def round_ratios(row: dict, slower: str, faster: str) -> list[float]:

@@ -6,6 +6,9 @@ fewer weights, ~88 % sparse). gearshift's pattern kernel vs ONNX Runtime dense c
 masked ONNX, gearshift's own dense conv schedule and torch dense; and, for scale, gearshift BSR
 (16x1) at the same density on the conv's im2col GEMM ([H*W, 9*CI] @ [9*CI, CO], im2col not timed).
     bars: >= 4x ORT dense (ideal 8x), >= 3x gearshift dense.
+Each layer is timed with all five engines interleaved (the headline), then gearshift pattern and ONNX
+Runtime alone, interleaved ("pairwise"), and each back to back ("alone"), as in block_sparse.py; in
+rounds, every figure the median over rounds.
 Writes benchmarks/results/pattern_sparse.{json,md}.
 
     python benchmarks/pattern_sparse.py [--repeat 20] [--rounds 3]
@@ -15,8 +18,8 @@ from __future__ import annotations
 
 import argparse
 
-from common import (aligned, compare, in_rounds, log, merge_rounds, ort_session, round_ratios, table,  # first: sets thread env
-                    threads_note, write_results)
+from common import (aligned, compare, in_rounds, log, merge_rounds, ort_session, pair_and_alone,  # first: sets thread env
+                    round_ratios, table, threads_note, write_results)
 import numpy as np
 import onnx
 import torch
@@ -77,13 +80,20 @@ def layer_case(c: int, size: int) -> dict:
             "flops": 2 * int((masked != 0).sum()) * size * size}
 
 
+PAIR = ("gearshift_pattern", "onnxruntime")
+
+
 def time_round(case: dict, repeat: int) -> dict:
     with torch.no_grad():
-        return compare(case["name"], case["engines"], case["outputs"], repeat=repeat, flops=case["flops"])
+        every = compare(case["name"], case["engines"], case["outputs"], repeat=repeat, flops=case["flops"])
+        return {"interleaved": every, **pair_and_alone(case["engines"], PAIR, repeat)}
 
 
 def finish(case: dict, rounds: list[dict]) -> dict:
-    row, layer, density = merge_rounds(rounds), case["layer"], case["density"]
+    row, layer, density = merge_rounds([r["interleaved"] for r in rounds]), case["layer"], case["density"]
+    for mode in ("pairwise", "alone"):
+        ratios = [r[mode]["onnxruntime"] / r[mode]["gearshift_pattern"] for r in rounds]
+        row[f"speedup_vs_ort_{mode}"], row[f"speedup_vs_ort_{mode}_rounds"] = float(np.median(ratios)), ratios
     row["engines"]["gearshift_bsr_gemm"]["max_abs_error"] = None  # another computation: time only
     e = row["engines"]
     row.update(density=density, decision=layer["decision"], dense_bytes=layer["dense_bytes"],
@@ -92,7 +102,8 @@ def finish(case: dict, rounds: list[dict]) -> dict:
                speedup_vs_ort_rounds=round_ratios(row, "onnxruntime", "gearshift_pattern"),
                speedup_vs_dense=e["gearshift_dense"]["median_ms"] / e["gearshift_pattern"]["median_ms"])
     row["fraction_of_ideal"] = row["speedup_vs_ort"] * density
-    log(f"{row['case']}: {row['speedup_vs_ort']:.2f}x ORT, {row['speedup_vs_dense']:.2f}x gearshift dense "
+    log(f"{row['case']}: {row['speedup_vs_ort']:.2f}x ORT among all engines, {row['speedup_vs_ort_pairwise']:.2f}x "
+        f"pairwise, {row['speedup_vs_ort_alone']:.2f}x alone; {row['speedup_vs_dense']:.2f}x gearshift dense "
         f"({layer['decision']}, density {density:.3f})")
     return row
 
@@ -106,7 +117,8 @@ def main() -> None:
     cases = [layer_case(c, size) for c, size in LAYERS]
     layers = [finish(case, timings) for case, timings in
               zip(cases, in_rounds(cases, lambda case: time_round(case, args.repeat), args.rounds))]
-    rows = [("layer (batch 1)", "density", "gearshift pattern ms", "ORT dense ms", "speedup vs ORT (range over rounds)", "of ideal 1/density",
+    rows = [("layer (batch 1)", "density", "gearshift pattern ms", "ORT dense ms", "speedup vs ORT (range over rounds)",
+             "pairwise speedup", "alone speedup", "of ideal 1/density",
              "gearshift dense ms", "vs gearshift dense", "torch dense ms", "gearshift BSR 16x1, GEMM only ms",
              "weights MB dense -> packed", "max err")]
     for r in layers:
@@ -114,14 +126,17 @@ def main() -> None:
         rows.append((r["case"], f"{r['density']:.3f}", f"{e['gearshift_pattern']['median_ms']:.3f}",
                      f"{e['onnxruntime']['median_ms']:.3f}",
                      f"{r['speedup_vs_ort']:.2f}x ({min(r['speedup_vs_ort_rounds']):.2f}-{max(r['speedup_vs_ort_rounds']):.2f})",
+                     *(f"{r[f'speedup_vs_ort_{mode}']:.2f}x ({min(r[f'speedup_vs_ort_{mode}_rounds']):.2f}-"
+                       f"{max(r[f'speedup_vs_ort_{mode}_rounds']):.2f})" for mode in ("pairwise", "alone")),
                      f"{r['fraction_of_ideal']:.0%}",
                      f"{e['gearshift_dense']['median_ms']:.3f}", f"{r['speedup_vs_dense']:.2f}x",
                      f"{e['torch_dense']['median_ms']:.3f}", f"{e['gearshift_bsr_gemm']['median_ms']:.3f}",
                      f"{r['dense_bytes'] / 1e6:.2f} -> {r['packed_bytes'] / 1e6:.2f}",
                      f"{e['gearshift_pattern']['max_abs_error']:.1e}"))
     text = (f"# Pattern-sparse 3x3 convs vs dense peers ({PATTERNS} patterns of 4-of-9, {1 - CONNECTIVITY:.0%} of kernels kept)"
-            f"\n\n{table(rows)}\n\n{threads_note()}; medians of {args.repeat} interleaved runs after 3 warm-ups, median of "
-            f"{args.rounds} rounds.")
+            f"\n\n{table(rows)}\n\n{threads_note()}; medians of {args.repeat} runs after 3 warm-ups per timing, median of "
+            f"{args.rounds} rounds (range in brackets). Pairwise: gearshift pattern and ORT only, interleaved; alone: "
+            f"each back to back.")
     write_results("pattern_sparse", {"repeat": args.repeat, "rounds": args.rounds, "layers": layers}, text)
     print(text)
 
