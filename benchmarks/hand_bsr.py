@@ -31,7 +31,7 @@ from pathlib import Path
 from common import aligned, ort_session, table, threads_note, write_results  # first: sets thread env
 import numpy as np
 from block_sparse import M, matmul_model
-from handwritten import against_hand, build_c, require_x86
+from handwritten import HAND_HEADERS, against_hand, build_c, hand_cells, require_x86
 
 import gearshift
 from gearshift.bench import thread_count
@@ -90,15 +90,7 @@ def main() -> None:
         except (OSError, subprocess.CalledProcessError) as err:
             sys.exit(f"hand_bsr.py: building {SOURCE.name} failed (needs cc with OpenMP and AVX2): {err}")
         rows = [case(kernels, k, n, args.repeat) for k, n in SHAPES]
-    lines = [("layer (M=128)", "C kernel ms", "gearshift ms", "gearshift / C", "C alone ms", "gearshift alone ms",
-              "gearshift / C alone", "ORT alone ms", "C vs ORT (alone)", "gearshift vs ORT (alone)", "max err vs ORT")]
-    for r in rows:
-        e, a = r["engines"], r["alone_ms"]
-        lines.append((r["case"], f"{e['hand_c']['median_ms']:.3f}", f"{e['gearshift_bsr']['median_ms']:.3f}",
-                      f"{r['gearshift_over_hand']:.2f}", f"{a['hand_c']:.3f}", f"{a['gearshift_bsr']:.3f}",
-                      f"{a['gearshift_bsr'] / a['hand_c']:.2f}",
-                      f"{a['onnxruntime']:.3f}", f"{r['hand_vs_ort_alone']:.2f}x", f"{r['gearshift_vs_ort_alone']:.2f}x",
-                      f"{max(e['hand_c']['max_abs_error'], e['gearshift_bsr']['max_abs_error']):.1e}"))
+    lines = [("layer (M=128)", *HAND_HEADERS)] + [(r["case"], *hand_cells(r, "gearshift_bsr")) for r in rows]
     text = (f"# gearshift's 16x1 BSR kernel vs the same algorithm hand-written in C (AVX2), 90 % sparse\n\n"
             f"{table(lines)}\n\n{threads_note()}; C and gearshift interleaved, then each engine alone; medians of "
             f"{args.repeat} runs after 3 warm-ups. Interleaved, gearshift's time includes waking TVM's "

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from common import aligned, ort_session, table, threads_note, write_results  # first: sets thread env
 import numpy as np
-from handwritten import against_hand, build_c, require_x86
+from handwritten import HAND_HEADERS, against_hand, build_c, hand_cells, require_x86
 from pattern_sparse import CONNECTIVITY, LAYERS, PATTERNS, conv_model
 
 import tvm
@@ -143,15 +143,9 @@ def main() -> None:
             rows = [case(c, size, args.repeat, tmp) for c, size in LAYERS]
         except (OSError, subprocess.CalledProcessError) as err:
             sys.exit(f"hand_pattern_conv.py: building the C kernel failed (needs cc with OpenMP and AVX2): {err}")
-    lines = [("layer (batch 1)", "block, groups", "C kernel ms", "gearshift ms", "gearshift / C", "C alone ms",
-              "gearshift alone ms", "ORT alone ms", "C vs ORT (alone)", "gearshift vs ORT (alone)", "max err vs ORT")]
-    for r in rows:
-        e, a = r["engines"], r["alone_ms"]
-        lines.append((r["case"], f"{r['block'][0]}x{r['block'][1]}, {r['channel_groups']}", f"{e['hand_c']['median_ms']:.3f}",
-                      f"{e['gearshift_pattern']['median_ms']:.3f}", f"{r['gearshift_over_hand']:.2f}",
-                      f"{a['hand_c']:.3f}", f"{a['gearshift_pattern']:.3f}", f"{a['onnxruntime']:.3f}",
-                      f"{r['hand_vs_ort_alone']:.2f}x", f"{r['gearshift_vs_ort_alone']:.2f}x",
-                      f"{max(e['hand_c']['max_abs_error'], e['gearshift_pattern']['max_abs_error']):.1e}"))
+    lines = [("layer (batch 1)", "block, groups", *HAND_HEADERS)] + [
+        (r["case"], f"{r['block'][0]}x{r['block'][1]}, {r['channel_groups']}", *hand_cells(r, "gearshift_pattern"))
+        for r in rows]
     text = (f"# gearshift's pattern conv kernel vs the same algorithm hand-written in C (AVX2)\n\n{table(lines)}\n\n"
             f"{threads_note()}; C and gearshift interleaved, then each engine alone; medians of {args.repeat} runs "
             f"after 3 warm-ups. Block: output rows x vectors of 8; groups: input-channel groups.")

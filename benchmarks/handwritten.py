@@ -51,3 +51,16 @@ def against_hand(name: str, gearshift: str, engines: dict[str, Callable], output
     log(f"{name}: gearshift {row['gearshift_over_hand']:.2f}x the C kernel's time; alone vs ORT: "
         f"C {row['hand_vs_ort_alone']:.2f}x, gearshift {row['gearshift_vs_ort_alone']:.2f}x")
     return row
+
+
+HAND_HEADERS = ("C kernel ms", "gearshift ms", "gearshift / C", "C alone ms", "gearshift alone ms", "gearshift / C alone",
+                "ORT alone ms", "C vs ORT (alone)", "gearshift vs ORT (alone)", "max err vs ORT")
+
+
+def hand_cells(row: dict, gearshift: str) -> tuple[str, ...]:
+    """An `against_hand` row's table cells, in HAND_HEADERS order."""
+    e, a = row["engines"], row["alone_ms"]
+    return (f"{e['hand_c']['median_ms']:.3f}", f"{e[gearshift]['median_ms']:.3f}", f"{row['gearshift_over_hand']:.2f}",
+            f"{a['hand_c']:.3f}", f"{a[gearshift]:.3f}", f"{a[gearshift] / a['hand_c']:.2f}", f"{a['onnxruntime']:.3f}",
+            f"{row['hand_vs_ort_alone']:.2f}x", f"{row['gearshift_vs_ort_alone']:.2f}x",
+            f"{max(e['hand_c']['max_abs_error'], e[gearshift]['max_abs_error']):.1e}")
