@@ -124,12 +124,40 @@ def block_library(wt: np.ndarray, r: int, c: int, entries: int, k: int, iteratio
     if not 1 <= entries <= r * c:
         raise ValueError(f"a {r}x{c} block pattern keeps between 1 and {r * c} entries, got {entries}")
     units = _blocks(wt, r, c).reshape(-1, r * c).astype(np.float64) ** 2
+    return _library(units, entries, k, iterations).reshape(-1, r, c)
+
+
+def column_library(wt: np.ndarray, r: int, c: int, entries: int, k: int, iterations: int = 10) -> np.ndarray:
+    """As `block_library`, but every mask keeps whole block columns (`entries` / r of the c): the
+    patterns a kernel vectorised along a block's r outputs runs, one vector per kept column."""
+    if entries % r or not 1 <= entries // r <= c:
+        raise ValueError(f"a {r}x{c} column pattern keeps a whole number of its {c} columns of {r}, got {entries} entries")
+    columns = (_blocks(wt, r, c).reshape(-1, r, c).astype(np.float64) ** 2).sum(axis=1)  # energy per block column
+    kept = _library(columns, entries // r, k, iterations)
+    return np.repeat(kept[:, None, :], r, axis=1)
+
+
+def dense_library(wt: np.ndarray, r: int, c: int, entries: int, k: int) -> np.ndarray:
+    """The pattern library of a dense layer: column patterns for tall blocks (r >= 8 keeping whole
+    columns, e.g. 16x4 keeping 32: they run on the BSR kernel along the outputs, 0.9-1.1x its time
+    at equal density here), any masks otherwise (e.g. 4x4 keeping 8: 1.3-1.6x BSR 16x1's time)."""
+    if r >= COLUMN_ROWS and entries % r == 0:
+        return column_library(wt, r, c, entries, k)
+    return block_library(wt, r, c, entries, k)
+
+
+COLUMN_ROWS = 8  # blocks at least this tall take column patterns (one AVX2/NEON-pair vector per column)
+
+
+def _library(units: np.ndarray, entries: int, k: int, iterations: int) -> np.ndarray:
+    """k masks [k, S] over units [U, S] of energy, each keeping `entries`, by the Lloyd iterations above."""
+    size = units.shape[1]
     units = units[units.sum(axis=1) > 0]  # all-zero blocks vote for no pattern
     if not len(units):
-        units = np.ones((1, r * c))
+        units = np.ones((1, size))
     best, counts = np.unique(_top(units, entries), axis=0, return_counts=True)
     masks = best[np.argsort(-counts, kind="stable")[:k]]
-    for extra in _top(np.random.default_rng(0).random((4 * k, r * c)), entries):  # too few distinct: add others
+    for extra in _top(np.random.default_rng(0).random((4 * k, size)), entries):  # too few distinct: add others
         if len(masks) < k and not (masks == extra).all(axis=1).any():
             masks = np.vstack([masks, extra])
     for _ in range(iterations):
@@ -139,8 +167,7 @@ def block_library(wt: np.ndarray, r: int, c: int, entries: int, k: int, iteratio
         if (new == masks).all():
             break
         masks = new
-    order = np.lexsort(masks.T[::-1])  # a canonical order, so equal libraries compare equal
-    return masks[order].reshape(len(masks), r, c)
+    return masks[np.lexsort(masks.T[::-1])]  # a canonical order, so equal libraries compare equal
 
 
 def block_fits(wt: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -184,7 +211,8 @@ class PatternPruner:
     blocks, for dense layers) removed per layer; layers: regex on module names; rho: ADMM penalty
     weight; update_every: optimiser steps between Z/U updates (the library is re-extracted from W + U
     at each update). dense: also prune Linear layers with block patterns (RT3): `block` r x c
-    (outputs x inputs), each pattern keeping `entries` of its weights.
+    (outputs x inputs), each pattern keeping `entries` of its weights (`dense_library`: whole
+    columns for tall blocks such as 16x4 keeping 32, the fast kind on CPUs).
     """
 
     def __init__(self, model: nn.Module, *, patterns: int = 4, connectivity: float = 0.0, layers: str = r".*",
@@ -213,7 +241,7 @@ class PatternPruner:
     def _project(self, name: str, w: torch.Tensor) -> torch.Tensor:
         value = w.detach().cpu().numpy()
         if isinstance(self.modules[name], nn.Linear):
-            self.libraries[name] = block_library(value, *self.block, self.entries, self.patterns)
+            self.libraries[name] = dense_library(value, *self.block, self.entries, self.patterns)
             projected, _, _ = block_project(value, self.libraries[name], self.connectivity)
         else:
             self.libraries[name] = library(value, self.patterns)

@@ -27,16 +27,16 @@ from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from gearshift.frontend.inventory import detect_blocks
-from gearshift.frontend.patterns import block_library, block_project
+from gearshift.frontend.patterns import block_project, dense_library
 from gearshift.relay_passes import circulant
 from gearshift.relay_passes.exprs import bias_adds, dims, is_op, weight_matmul
 from gearshift.relay_passes.plan import LayerSpec, SparsityPlan
 from gearshift.schedules.cpu.microkernel import Microkernel
-from gearshift.schedules.kernels.bsr import Tile, bsr_matmul, choose_tile, project, to_block_patterns, to_bsr
+from gearshift.schedules.kernels.bsr import Tile, bsr_matmul, choose_tile, kept_columns, project, to_block_patterns, to_bsr
 
 CANDIDATES = ((16, 1), (8, 1), (4, 4), (1, 16), (1, 4))
 PATTERN_BLOCK = (4, 4)  # the block of dense-layer patterns when the spec names none
-PATTERN_BLOCKS = ((4, 4), (8, 1), (2, 8), (4, 8), (8, 4))  # where existing patterns are looked for
+PATTERN_BLOCKS = ((16, 4), (4, 4), (8, 1), (2, 8), (4, 8), (8, 4))  # where existing patterns are looked for, in turn
 CHECK_ATOL, CHECK_RTOL = 1e-4, 1e-3
 
 Log = Callable[[str], None]
@@ -62,8 +62,9 @@ def sparse_cost(m: int, k: int, r: int, c: int, nnz: int, micro: Microkernel, en
     """`entries`: weights per stored block when blocks hold patterns (a pattern block of 8 of 16
     weights costs what a half-full block does, at the efficiency of an 8x1 block: measured here)."""
     tile = choose_tile(m, k, r, micro)
-    if tile.along == "outputs":
-        return m * nnz * c * math.ceil(r / micro.lanes) / SPARSE_EFFICIENCY + (m / tile.rows) * nnz * BLOCK_OVERHEAD
+    if tile.along == "outputs":  # a column pattern's block holds entries / r columns
+        columns = c if entries is None else entries // r
+        return m * nnz * columns * math.ceil(r / micro.lanes) / SPARSE_EFFICIENCY + (m / tile.rows) * nnz * BLOCK_OVERHEAD
     efficiency = NARROW_EFFICIENCY if r >= 4 else THIN_EFFICIENCY
     fmas = nnz * (entries or c * r)
     if entries is not None:
@@ -183,9 +184,9 @@ class _BlockSparsify(WeightLayerWalk):
         (r, c), pruned_t, masks = choice
         self.values[w] = np.ascontiguousarray(pruned_t.T)  # a layer left dense still computes the pruned function
         tile = choose_tile(m, k, r, self.micro)
-        if masks is not None and tile.along != "activations":
-            masks = None  # M or K is not a multiple of the vector width: the pattern blocks run as full blocks
-            report.block += " (run as full blocks: M or K not a multiple of the vector width)"
+        if masks is not None and tile.along != "activations" and kept_columns(masks) is None:
+            masks = None  # along the outputs only whole-column patterns vectorise: the others run as full blocks
+            report.block += " (run as full blocks: along the outputs a pattern must keep whole columns)"
         data, indices, indptr = to_bsr(pruned_t, r, c) if masks is None else to_block_patterns(pruned_t, masks)
         entries = None if masks is None else data.shape[1]
         predicted = dense_cost(m, k, n, self.micro) / sparse_cost(m, k, r, c, len(indices), self.micro, entries)
@@ -224,7 +225,7 @@ class _BlockSparsify(WeightLayerWalk):
             return None
         if spec.patterns is None:
             found = [(shape, block_patterns_of(wt, *shape)) for shape in shapes]
-            found = [(shape, masks) for shape, masks in found if masks is not None]
+            found = [(shape, masks) for shape, masks in found if masks is not None and vectorises(masks, m, k, self.micro)]
             if not found:
                 blocks = " or ".join(f"{r}x{c}" for r, c in shapes)
                 report.why = f"no {blocks} block patterns in the weight (give pattern:K:CONNECTIVITY to project)"
@@ -232,7 +233,7 @@ class _BlockSparsify(WeightLayerWalk):
             ((r, c), masks), pruned = found[0], wt
         else:
             r, c = shapes[0]
-            masks = block_library(wt, r, c, spec.entries or r * c // 2, spec.patterns)
+            masks = dense_library(wt, r, c, spec.entries or r * c // 2, spec.patterns)
             pruned, _, _ = block_project(wt, masks, spec.sparsity or 0.0)
         report.block = f"{r}x{c} x {len(masks)} patterns of {int(masks[0].sum())}"
         return (r, c), pruned, masks
@@ -298,6 +299,12 @@ def spec_reason(spec: LayerSpec) -> str:
     if spec.sparsity is None:
         return "existing block zeros"
     return f"projected to sparsity {spec.sparsity:g}" + (" (block shape given)" if spec.block else " (block shape by cost model)")
+
+
+def vectorises(masks: np.ndarray, m: int, k: int, micro: Microkernel) -> bool:
+    """Whether the kernel runs these block patterns as patterns: along the activations any masks, along
+    the outputs (tall blocks) only whole-column ones."""
+    return choose_tile(m, k, masks.shape[1], micro).along == "activations" or kept_columns(masks) is not None
 
 
 def block_patterns_of(wt: np.ndarray, r: int, c: int, most: int = 16) -> np.ndarray | None:

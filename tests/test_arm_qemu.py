@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import assert_close
-from gearshift.frontend.patterns import block_library, block_project, library
+from gearshift.frontend.patterns import block_project, dense_library, library
 from gearshift.frontend.patterns import project as pattern_project
 from gearshift.relay_passes.pattern_sparse import reference_conv
 from gearshift.schedules.cpu.conv2d import Conv2d
@@ -47,12 +47,12 @@ def test_bsr_kernel_on_arm(r, c):
     assert_close(out, x.astype(np.float64) @ wt.T.astype(np.float64) + bias)
 
 
-@pytest.mark.parametrize("r,c,entries", [(4, 4, 8), (4, 4, 4), (2, 8, 8)])
+@pytest.mark.parametrize("r,c,entries", [(4, 4, 8), (4, 4, 4), (2, 8, 8), (16, 4, 32)])
 def test_block_pattern_kernel_on_arm(r, c, entries):
     rng = np.random.default_rng(entries)
     m, k, n = 32, 64, 96
     wt = rng.standard_normal((n, k)).astype(np.float32)
-    masks = block_library(wt, r, c, entries, 4)
+    masks = dense_library(wt, r, c, entries, 4)  # 16x4: column patterns, walked along the outputs
     wt, _, _ = block_project(wt, masks, 0.6)
     values, indices, offsets = to_block_patterns(wt, masks)
     tile = choose_tile(m, k, r, MICRO)

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import assert_close, ort_run
-from gearshift.frontend.patterns import block_fits, block_library, block_project
+from gearshift.frontend.patterns import block_fits, block_library, block_project, column_library, dense_library
 from gearshift.relay_passes.block_sparse import _Masks, block_patterns_of, check_kernel
-from gearshift.schedules.kernels.bsr import Tile, bsr_matmul, to_block_patterns
+from gearshift.schedules.kernels.bsr import Tile, bsr_matmul, kept_columns, to_block_patterns
 from test_block_sparse import compile_run, fc_model
 
 RNG = np.random.default_rng(5)
@@ -62,9 +62,43 @@ def test_kernel_against_numpy(r, c, entries, npat):
     assert check_kernel(sizes, pruned.T, bias, arrays) < 1e-6
 
 
-def test_kernel_refuses_patterns_along_the_outputs():
-    with pytest.raises(ValueError, match="along the activations"):
-        bsr_matmul(16, 16, 32, 16, 1, 4, Tile("outputs", 4), masks=np.ones((1, 16, 1), bool))
+def test_column_library():
+    """Tall blocks take column patterns: whole block columns kept, as many in each, the energy of each
+    block's best column set; other entry counts are refused, and short blocks keep any masks."""
+    wt = RNG.standard_normal((64, 48)).astype(np.float32)
+    wt[:, 1::4] *= 3  # column 1 of every 16x4 block carries the most energy
+    masks = column_library(wt, 16, 4, 32, 3)
+    assert masks.shape == (3, 16, 4) and kept_columns(masks) is not None
+    assert all(len(cols) == 2 for cols in kept_columns(masks)) and len(np.unique(masks, axis=0)) == 3
+    assert any(1 in cols for cols in kept_columns(masks))
+    pruned, ids, _ = block_project(wt, masks, 0.5)
+    assert (pruned != 0).mean() == pytest.approx(0.25) and block_fits(pruned, masks).any(axis=2).all()
+    assert np.array_equal(dense_library(wt, 16, 4, 32, 3), masks)
+    assert kept_columns(dense_library(wt, 4, 4, 8, 3)) is None  # short blocks: any 8 of 16
+    with pytest.raises(ValueError, match="whole number of its 4 columns"):
+        column_library(wt, 16, 4, 24, 3)
+
+
+def test_kernel_refuses_patterns_along_the_outputs_unless_whole_columns():
+    with pytest.raises(ValueError, match="whole columns along the outputs"):
+        bsr_matmul(16, 16, 32, 16, 2, 4, Tile("outputs", 4), masks=np.eye(16, 2, dtype=bool)[None])
+    assert kept_columns(np.eye(16, 2, dtype=bool)[None]) is None
+    assert kept_columns(np.ones((2, 16, 2), bool) & np.array([[True, False], [False, True]])[:, None, :]) == [[0], [1]]
+
+
+@pytest.mark.parametrize("r,c,columns,npat,m", [(16, 4, 2, 4, 32), (16, 8, 4, 3, 29), (16, 2, 1, 2, 6), (32, 4, 1, 4, 16)])
+def test_column_patterns_along_the_outputs(r, c, columns, npat, m):
+    """The BSR kernel along the outputs walking column patterns: one unrolled loop per pattern with
+    its columns as constants; M off the tile height (a tail tile), an all-zero block row."""
+    k, n = 64, 96 if r == 16 else 128
+    wt = RNG.standard_normal((n, k)).astype(np.float32)
+    masks = column_library(wt, r, c, columns * r, npat)
+    pruned, _, _ = block_project(wt, masks, 0.6)
+    pruned[:r] = 0
+    arrays = to_block_patterns(pruned, masks)
+    bias = RNG.standard_normal(n).astype(np.float32)
+    sizes = (m, k, n, r, c, len(arrays[1]), Tile("outputs", 6, lanes=8), 2, _Masks(masks))
+    assert check_kernel(sizes, pruned.T, bias, arrays) < 1e-6
 
 
 @pytest.mark.parametrize("form", ["baked", "runtime"])
@@ -80,6 +114,20 @@ def test_model_matches_onnxruntime(form, tmp_path):
     assert "gs_pattern_matmul" in " ".join(built.report["kernels"])
     masks = block_library(w.T, 4, 4, 8, 4)
     reference = fc_model(np.ascontiguousarray(block_project(w.T, masks, 0.75)[0].T), b, 16)
+    assert_close(out, ort_run(reference.SerializeToString(), feeds)[0])
+
+
+@pytest.mark.parametrize("form", ["baked", "runtime"])
+def test_column_patterns_through_the_pass(form, tmp_path):
+    """`pattern:4:0.75:16x4:32`: 16x4 blocks keeping 2 whole columns, run along the outputs."""
+    w = RNG.standard_normal((64, 96)).astype(np.float32)
+    b = RNG.standard_normal(96).astype(np.float32)
+    feeds = {"x": RNG.standard_normal((16, 64)).astype(np.float32)}
+    built, out = compile_run(fc_model(w, b, 16), "pattern:4:0.75:16x4:32", feeds, tmp_path, form)
+    layer = built.report["sparse_layers"][0]
+    assert layer["decision"] == "pattern" and layer["block"] == "16x4 x 4 patterns of 32", layer
+    assert layer["density"] == pytest.approx(0.125, abs=0.01)
+    reference = fc_model(np.ascontiguousarray(block_project(w.T, column_library(w.T, 16, 4, 32, 4), 0.75)[0].T), b, 16)
     assert_close(out, ort_run(reference.SerializeToString(), feeds)[0])
 
 

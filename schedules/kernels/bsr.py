@@ -79,72 +79,102 @@ def bsr_matmul(m: int, k: int, n: int, r: int, c: int, nnz: int, tile: Tile, thr
     launch per call, and each thread reuses its activations over all its block rows), or of the
     register tiles where x goes through panels (`uses_panels`: each thread then packs only its rows).
     `masks` [P, r, c]: block patterns (`to_block_patterns`' arrays instead of `to_bsr`'s); each
-    pattern's entry positions become constants in its own unrolled loop. Along the activations only."""
+    pattern's entry positions become constants in its own unrolled loop. Along the outputs a pattern
+    must keep whole columns (`kept_columns`: a vector holds a column) and the row-major tiling runs it."""
     if n % r or k % c:
         raise ValueError(f"bsr_matmul: r {r} must divide N {n} and c {c} divide K {k}")
     if tile.along == "activations" and (m % tile.rows or tile.rows % tile.lanes or k % tile.lanes):
         raise ValueError(f"bsr_matmul: along the activations, rows {tile.rows} must divide M {m} and lanes "
                          f"{tile.lanes} divide rows and K {k}")
-    if masks is not None and (tile.along != "activations" or masks.shape[1:] != (r, c)):
-        raise ValueError(f"bsr_matmul: block patterns need the tiling along the activations and {r}x{c} masks")
+    if masks is not None and (masks.shape[1:] != (r, c) or (tile.along == "outputs" and kept_columns(masks) is None)):
+        raise ValueError(f"bsr_matmul: block patterns need {r}x{c} masks, keeping whole columns along the outputs")
     block_rows, nnz = n // r, max(nnz, 1)
-    if tile.along == "outputs" and uses_panels(m, k, n, r, c, nnz, tile, threads):
-        return _along_outputs_panels(m, k, n, r, c, nnz, tile, threads)
-    parts = max(d for d in range(1, max(1, threads) + 1) if block_rows % d == 0)
     if tile.along == "outputs":
-        return _along_outputs(m, k, n, r, c, nnz, tile, parts, block_rows // parts)
+        cols = [list(range(c))] if masks is None else kept_columns(masks)
+        if masks is None and uses_panels(m, k, n, r, c, nnz, tile, threads):
+            return _along_outputs_panels(m, k, n, r, c, nnz, tile, threads, cols)
+        parts = max(d for d in range(1, max(1, threads) + 1) if block_rows % d == 0)
+        return _along_outputs(m, k, n, r, c, nnz, tile, parts, block_rows // parts, cols)
+    parts = max(d for d in range(1, max(1, threads) + 1) if block_rows % d == 0)
     return _along_activations(m, k, n, r, c, nnz, tile, parts, block_rows // parts, masks)
 
 
-def _along_outputs(m, k, n, r, c, nnz, tile, parts, share):
+def _along_outputs(m, k, n, r, c, nnz, tile, parts, share, cols):
     rows, block_rows = min(tile.rows, m), n // r
     tiles, tail = m // rows, m % rows  # `tail` rows left over, done by a second, smaller tile
     per_chunk = chunk_tiles(m, k, rows)
     chunks = (tiles + per_chunk - 1) // per_chunk
 
-    block_row_tile = block_row_macro(r, c)
+    block_row_tile = block_row_macro(r, c, cols)
+    data_shape, ranges, kept = stored_shape(nnz, r, c, cols), block_rows * len(cols) + 1, len(cols[0])
 
     @T.prim_func(private=True)
-    def kernel(x: T.Buffer((m, k), "float32"), data: T.Buffer((nnz, c, r), "float32"),
-               indices: T.Buffer((nnz,), "int32"), indptr: T.Buffer((block_rows + 1,), "int32"),
+    def kernel(x: T.Buffer((m, k), "float32"), data: T.Buffer(data_shape, "float32"),
+               indices: T.Buffer((nnz,), "int32"), indptr: T.Buffer((ranges,), "int32"),
                b: T.Buffer((n,), "float32"), y: T.Buffer((m, n), "float32")):
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
+        blocks = T.decl_buffer((nnz, kept, r), "float32", data=data.data)  # [nnz, entries] of patterns, viewed by column
         for part in T.parallel(parts):
             for mc in range(chunks):
                 for bri in range(share):
                     for mo in range(T.min(per_chunk, tiles - mc * per_chunk)):
-                        block_row_tile(read_rows, x, 0, data, indices, indptr, b, y, part * share + bri,
+                        block_row_tile(read_rows, x, 0, blocks, indices, indptr, b, y, part * share + bri,
                                        (mc * per_chunk + mo) * rows, rows, m)
             if tail > 0:
                 for bri in range(share):
-                    block_row_tile(read_rows, x, 0, data, indices, indptr, b, y, part * share + bri, tiles * rows,
+                    block_row_tile(read_rows, x, 0, blocks, indices, indptr, b, y, part * share + bri, tiles * rows,
                                    tail, m)
 
     return kernel
 
 
-def block_row_macro(r: int, c: int):
+def block_row_macro(r: int, c: int, cols: list[list[int]]):
     """The walk of one block row for one register tile of `height` activation rows from `row0`, its
     accumulators in registers, the bias added on the way out; rows from `m` on are not stored. Its
     activation x[row0 + mi, col] is `read(source, row0 + mi, col, at, mi)`: `read_rows` (x itself) or
-    `read_panel` (tile `at`'s panel). One walk for both tilings along the outputs."""
+    `read_panel` (tile `at`'s panel). One walk for both tilings along the outputs. `cols`: per
+    pattern, the block columns it keeps, constants in the pattern's unrolled loop (BSR: one pattern
+    keeping all c; `indptr` then has one range per block row, else one per block row and pattern)."""
+    npat, kept = len(cols), len(cols[0])
+
+    def col(p, j):
+        return lookup(cols, p, j)
+
     @T.macro
     def block_row_tile(read, source, at, data, indices, indptr, b, y, br, row0, height, m):
         acc = T.alloc_buffer((height, r), "float32", scope="local")
         for mi in T.unroll(height):
             for i in T.vectorized(r):
                 acc[mi, i] = T.float32(0)
-        for p in range(indptr[br], indptr[br + 1]):
-            for j in T.unroll(c):
-                for mi in T.unroll(height):
-                    for i in T.vectorized(r):
-                        acc[mi, i] = acc[mi, i] + read(source, row0 + mi, indices[p] * c + j, at, mi) * data[p, j, i]
+        for pat in T.unroll(npat):
+            for p in range(indptr[br * npat + pat], indptr[br * npat + pat + 1]):
+                for j in T.unroll(kept):
+                    for mi in T.unroll(height):
+                        for i in T.vectorized(r):
+                            acc[mi, i] = acc[mi, i] + read(source, row0 + mi, indices[p] * c + col(pat, j), at,
+                                                           mi) * data[p, j, i]
         for mi in T.unroll(height):
             if row0 + mi < m:
                 for i in T.vectorized(r):
                     y[row0 + mi, br * r + i] = acc[mi, i] + b[br * r + i]
 
     return block_row_tile
+
+
+def kept_columns(masks: np.ndarray) -> list[list[int]] | None:
+    """Per pattern [r, c], the block columns it keeps, if every pattern keeps whole columns and all
+    keep as many; else None. Along the outputs a vector holds a block column, so only such patterns
+    vectorise there."""
+    whole = masks.all(axis=1)
+    if (masks.any(axis=1) != whole).any() or len(set(whole.sum(axis=1).tolist())) != 1 or not whole.any():
+        return None
+    return [np.flatnonzero(w).tolist() for w in whole]
+
+
+def stored_shape(nnz: int, r: int, c: int, cols: list[list[int]]) -> tuple[int, ...]:
+    """The data array's shape along the outputs: [nnz, c, r] for BSR, `to_block_patterns`' [nnz,
+    entries] for patterns."""
+    return (nnz, c, r) if cols == [list(range(c))] else (nnz, len(cols[0]) * r)
 
 
 def read_rows(x, row, col, at, mi):  # x itself, row-major
@@ -177,7 +207,7 @@ def uses_panels(m: int, k: int, n: int, r: int, c: int, nnz: int, tile: Tile, th
             and density <= 1 / 8 and tiles >= parts and idle * 8 <= tiles)
 
 
-def _along_outputs_panels(m, k, n, r, c, nnz, tile, threads):
+def _along_outputs_panels(m, k, n, r, c, nnz, tile, threads, cols):
     """The tiling along the outputs with x read through panels: each thread owns a contiguous share
     of the register tiles (activation rows, not block rows, so that no two threads pack the same
     rows); per chunk of tiles it first transposes each tile's rows into a panel [k, PANEL] (8x8
@@ -187,7 +217,7 @@ def _along_outputs_panels(m, k, n, r, c, nnz, tile, threads):
     rows, block_rows = tile.rows, n // r
     tiles = -(-m // rows)
     parts, tiles_each, per_chunk = panel_split(m, k, rows, threads)
-    block_row_tile = block_row_macro(r, c)
+    block_row_tile = block_row_macro(r, c, cols)
     chunks = -(-tiles_each // per_chunk)
 
     def row(tile_index, a):  # the x row a panel takes for its row a: clamped into x
