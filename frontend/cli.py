@@ -62,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
                           "(80%% of blocks zero, block shape by cost model), bsr:0.8:16x1; pattern (keep the patterns it has), "
                           "pattern:4:0.72 (3x3 convs: 4 patterns of 4-of-9, 72%% of kernels removed; dense layers: "
                           "4 patterns of 8 in 4x4 blocks, 72%% of blocks removed), pattern:4:0.75:4x4:8 (dense "
-                          "layers: block RxC, E weights kept per block); circulant (the circulant blocks it has), circulant:16 "
+                          "layers: block RxC, E weights kept per block; tall blocks keep whole columns, e.g. "
+                          "pattern:4:0.75:16x4:32, the fast kind on CPUs); circulant (the circulant blocks it has), circulant:16 "
                           "(project onto 16x16 circulant blocks), circulant:16:fft|direct")
     com.add_argument("--layer-sparsity", action="append", default=[], metavar="REGEX=SPEC",
                      help="override --sparsity for layers whose weight name matches REGEX (repeatable; "
