@@ -15,8 +15,12 @@ constants). Filter kernel reordering: filters are sorted by their kept-kernel co
 histogram and dealt to the threads in turn, so the threads get equal work and neighbouring filters
 share pattern sequences; `order[f]` is the output channel filter f writes.
 
-The input is zero-padded into a workspace inside the kernel; the output is [N, CO, OHp, OWp] with the
-output extent rounded up to whole register blocks (the pass crops it). Stride 2 reads every other
+The input is zero-padded into a workspace inside the kernel, rows outermost ([N, H, C, W]): the input
+rows of one register block, for every channel, then lie in one span of (rows + 2) x C x W floats
+instead of one piece per channel plane. Measured kernel against kernel: 1.19x at 28x28x256 (there a
+channel plane is 4080 bytes, so the planes' rows fell into the same few L1 sets), 1.03-1.08x at
+56x56x128 and 14x14x512. The output is [N, CO, OHp, OWp] with the output extent rounded up to whole
+register blocks (the pass crops it). Stride 2 reads every other
 input column (LLVM gathers those loads: correct, not fast).
 
 Tunable: `rows` and `vectors` (the register block); `choose_block` is the default.
@@ -84,10 +88,10 @@ def pattern_conv2d(n: int, cin: int, cout: int, h: int, w: int, pads: tuple[int,
                order: T.Buffer((cout,), "int32"), b: T.Buffer((cout,), "float32"),
                y: T.Buffer((n, cout, ohp, owp), "float32")):
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
-        xp = T.alloc_buffer((n, cin, hp, wp), "float32")
+        xp = T.alloc_buffer((n, hp, cin, wp), "float32")  # rows outermost: see the module docstring
         for nc in T.parallel(n * cin):
             for i, j in T.grid(hp, wp):
-                xp[nc // cin, nc % cin, i, j] = T.if_then_else(
+                xp[nc // cin, i, nc % cin, j] = T.if_then_else(
                     top <= i and i < top + h and left <= j and j < left + w,
                     x[nc // cin, nc % cin, T.min(T.max(i - top, 0), h - 1), T.min(T.max(j - left, 0), w - 1)],
                     T.float32(0))
@@ -109,7 +113,7 @@ def pattern_conv2d(n: int, cin: int, cout: int, h: int, w: int, pads: tuple[int,
                                         for v in T.unroll(vectors):
                                             for e in T.vectorized(lanes):
                                                 acc[r, v, e] = acc[r, v, e] + xp[
-                                                    img, channels[q], (yt * rows + r) * stride + tap(p, t, 0),
+                                                    img, (yt * rows + r) * stride + tap(p, t, 0), channels[q],
                                                     (xt * width + v * lanes + e) * stride + tap(p, t, 1)] * values[q, t]
                         for r in T.unroll(rows):
                             for v in T.unroll(vectors):
