@@ -29,10 +29,12 @@ from tvm.relax.expr_functor import PyExprMutator, mutator
 from gearshift.frontend.inventory import detect_blocks
 from gearshift.frontend.patterns import block_project, dense_library
 from gearshift.relay_passes import circulant
-from gearshift.relay_passes.exprs import bias_adds, dims, is_op, weight_matmul
+from gearshift.relay_passes.epilogue import find_epilogues
+from gearshift.relay_passes.exprs import bias_add_of, bias_adds, dims, is_op, weight_matmul
 from gearshift.relay_passes.plan import LayerSpec, SparsityPlan
 from gearshift.schedules.cpu.microkernel import Microkernel
 from gearshift.schedules.kernels.bsr import Tile, bsr_matmul, choose_tile, kept_columns, project, to_block_patterns, to_bsr
+from gearshift.schedules.kernels.epilogue import apply_numpy
 
 CANDIDATES = ((16, 1), (8, 1), (4, 4), (1, 16), (1, 4))
 PATTERN_BLOCK = (4, 4)  # the block of dense-layer patterns when the spec names none
@@ -87,6 +89,7 @@ class LayerReport:
     packed_bytes: int = 0
     predicted_speedup: float = 1.0
     check_error: float | None = None
+    epilogue: str = ""  # the activation the kernel applies on the way out (e.g. "GELU (erf)"), if any
 
 
 def block_sparsify(mod: tvm.IRModule, weights: list[np.ndarray], names: list[str], plan: SparsityPlan,
@@ -99,7 +102,9 @@ def block_sparsify(mod: tvm.IRModule, weights: list[np.ndarray], names: list[str
     num_input = int(main.attrs["num_input"])
     params = list(main.params[num_input:])
     values = dict(zip(params, weights))
-    rewriter = _BlockSparsify(mod, values, dict(zip(params, names)), _biases(main, values), plan, micro, threads, log)
+    biases = _biases(main, values)
+    rewriter = _BlockSparsify(mod, values, dict(zip(params, names)), biases, plan, micro, threads, log)
+    rewriter.epilogues = _epilogues(main, values, biases)
     return rewrite_main(rewriter, main, params)
 
 
@@ -126,6 +131,15 @@ def rewrite_main(rewriter, main: relax.Function, params: list) -> tuple:
     return builder.get(), new_weights, new_names, rewriter.reports
 
 
+def _epilogues(main: relax.Function, values: dict, biases: dict) -> dict:
+    """matmul var -> the Epilogue (e.g. GELU) after its output, or after its bias add where the kernel
+    adds the bias: the activation the kernel can apply itself."""
+    bindings = [b for block in main.body.blocks for b in block.bindings]
+    adds = {bias_add_of(b.value, biases): b.var for b in bindings if bias_add_of(b.value, biases) is not None}
+    roots = {adds.get(b.var, b.var): b.var for b in bindings if weight_matmul(b.value, values) is not None}
+    return {roots[root]: epilogue for root, epilogue in find_epilogues(main, list(roots)).items()}
+
+
 def _biases(main: relax.Function, values: dict) -> dict:
     """matmul var -> bias weight, for `add(matmul(x, W), b)` where the add is the matmul's only use."""
     return bias_adds(main, values, lambda call: weight_matmul(call, values) is not None, _bias_fits)
@@ -144,6 +158,8 @@ class WeightLayerWalk(PyExprMutator):
         self.new_weights: list[tuple[relax.Var, np.ndarray]] = []
         self.reports: list[LayerReport] = []
         self.bias_done: set = set()  # producer vars whose kernel added the bias
+        self.epilogues: dict = {}  # producer var -> Epilogue its kernel may apply (set by the pass)
+        self.epilogue_done: dict = {}  # binding var of a fused epilogue -> the producer var whose kernel applied it
         self.current = None  # the var of the binding being visited
 
     def visit_var_binding_(self, binding: relax.VarBinding) -> None:
@@ -151,8 +167,11 @@ class WeightLayerWalk(PyExprMutator):
         super().visit_var_binding_(binding)
 
     def visit_call_(self, call: relax.Call) -> relax.Expr:
-        if is_op(call, "relax.add") and call.args[0] in self.bias_done:
-            return self.visit_expr(call.args[0])  # the kernel already added this bias
+        producer = bias_add_of(call, self.bias_done)
+        if producer is not None:
+            return self.visit_expr(producer)  # the kernel already added this bias
+        if self.current in self.epilogue_done:
+            return self.visit_expr(self.epilogue_done[self.current])  # the kernel already applied this op
         var = self.current
         return self.rewrite_layer(var, call, super().visit_call_(call))
 
@@ -200,8 +219,10 @@ class _BlockSparsify(WeightLayerWalk):
             data, indices = pad_blocks(data, capacity), pad_blocks(indices, capacity)
         bias_param = self.biases.get(var)
         bias = self.values[bias_param] if bias_param is not None else np.zeros(n, np.float32)
-        sizes = (m, k, n, r, c, len(indices), tile, self.threads, _Masks(masks))
-        kernel = bsr_matmul(*sizes[:-1], masks=masks)
+        epilogue = self.epilogues.get(var)
+        steps = epilogue.steps if epilogue is not None else None
+        sizes = (m, k, n, r, c, len(indices), tile, self.threads, _Masks(masks), steps)
+        kernel = bsr_matmul(*sizes[:8], masks=masks, epilogue=steps)
         error = check_kernel(sizes, pruned_t.T, bias, (data, indices, indptr)) if self.plan.check else 0.0
         report.check_error = error if self.plan.check else None
         if not error <= CHECK_ATOL + CHECK_RTOL:  # relative to the outputs' magnitude (see check_kernel)
@@ -210,6 +231,9 @@ class _BlockSparsify(WeightLayerWalk):
             return new
         if bias_param is not None:
             self.bias_done.add(var)
+        if epilogue is not None:
+            self.epilogue_done.update(dict.fromkeys(epilogue.members, var))
+            report.epilogue = epilogue.name
         report.decision, report.why = spec.kind, spec_reason(spec)
         report.packed_bytes = data.nbytes + indices.nbytes + indptr.nbytes
         return self._emit(name, x, kernel, (data, indices, indptr), spec.kind, bias_param, m, k, n)
@@ -345,17 +369,17 @@ def build_for_host(func: tvm.tirx.PrimFunc):
 
 @functools.lru_cache(maxsize=64)
 def _host_kernel(m: int, k: int, n: int, r: int, c: int, nnz: int, tile: Tile, threads: int = 1,
-                 masks: _Masks | None = None):
-    return build_for_host(bsr_matmul(m, k, n, r, c, nnz, tile, threads, masks.masks if masks else None))
+                 masks: _Masks | None = None, epilogue: tuple | None = None):
+    return build_for_host(bsr_matmul(m, k, n, r, c, nnz, tile, threads, masks.masks if masks else None, epilogue))
 
 
 def check_kernel(sizes: tuple, w: np.ndarray, bias: np.ndarray, arrays) -> float:
-    """Build the kernel of `sizes` (bsr_matmul's arguments, block patterns last as `_Masks`) for this
-    machine and run it on random activations: max |error| / max(1, max |reference|), the reference
+    """Build the kernel of `sizes` (bsr_matmul's arguments, then block patterns as `_Masks` and optionally
+    the epilogue's steps) for this machine and run it on random activations: max |error| / max(1, max |reference|), the reference
     computed in float64."""
     m, k = sizes[0], sizes[1]
     x = np.random.default_rng(0).standard_normal((m, k)).astype(np.float32)
-    expected = x.astype(np.float64) @ w.astype(np.float64) + bias
+    expected = apply_numpy(sizes[9] if len(sizes) > 9 else None, x.astype(np.float64) @ w.astype(np.float64) + bias)
     out = tvm.runtime.tensor(np.zeros(expected.shape, np.float32))
     _host_kernel(*sizes)(tvm.runtime.tensor(x), *(tvm.runtime.tensor(a) for a in arrays),
                          tvm.runtime.tensor(bias.astype(np.float32)), out)

@@ -37,7 +37,7 @@ def weight_matmul(call: relax.Expr, weights) -> tuple[relax.Expr, relax.Expr] | 
 
 
 def bias_adds(main: relax.Function, values, produces, fits) -> dict:
-    """producer var -> bias weight, for `add(v, b)` where v = a call with `produces(call)` true, the add
+    """producer var -> bias weight, for `add(v, b)` (or `add(b, v)`) where v = a call with `produces(call)` true, the add
     is v's only use, b is a weight in `values` and `fits(b, call)`: the bias a kernel can add itself."""
     bindings = [b for block in main.body.blocks for b in block.bindings]
     uses: dict = {}
@@ -49,8 +49,15 @@ def bias_adds(main: relax.Function, values, produces, fits) -> dict:
     for b in bindings:
         if not is_op(b.value, "relax.add"):
             continue
-        v, bias = b.value.args
-        producer = producers.get(v)
-        if producer is not None and bias in values and uses.get(v) == 1 and produces(producer) and fits(bias, producer):
-            out[v] = bias
+        for v, bias in (b.value.args, b.value.args[::-1]):  # exporters write both add(x W, b) and add(b, x W)
+            producer = producers.get(v)
+            if producer is not None and bias in values and uses.get(v) == 1 and produces(producer) and fits(bias, producer):
+                out[v] = bias
     return out
+
+
+def bias_add_of(call: relax.Call, producers) -> relax.Expr | None:
+    """For `add(v, b)` or `add(b, v)` with v in `producers`: v (whose kernel added b)."""
+    if is_op(call, "relax.add"):
+        return next((a for a in call.args if a in producers), None)
+    return None

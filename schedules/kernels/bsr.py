@@ -45,6 +45,7 @@ from tvm.script import tirx as T
 
 from gearshift.frontend.patterns import block_fits
 from gearshift.schedules.cpu.microkernel import Microkernel
+from gearshift.schedules.kernels.epilogue import apply
 from gearshift.schedules.kernels.tables import lookup
 
 
@@ -77,7 +78,7 @@ def choose_tile(m: int, k: int, r: int, micro: Microkernel) -> Tile:
 
 
 def bsr_matmul(m: int, k: int, n: int, r: int, c: int, nnz: int, tile: Tile, threads: int = 1,
-               masks: np.ndarray | None = None) -> tvm.tirx.PrimFunc:
+               masks: np.ndarray | None = None, epilogue: tuple | None = None) -> tvm.tirx.PrimFunc:
     """The kernel for fixed sizes (r | n and c | k; along the activations `tile.rows` must divide m).
     It always takes a bias: a layer without one passes zeros (one add per output beats a second kernel to maintain).
     `threads`: the target's cores; each gets one contiguous share of the block rows (one parallel
@@ -85,7 +86,8 @@ def bsr_matmul(m: int, k: int, n: int, r: int, c: int, nnz: int, tile: Tile, thr
     register tiles where x goes through panels (`uses_panels`: each thread then packs only its rows).
     `masks` [P, r, c]: block patterns (`to_block_patterns`' arrays instead of `to_bsr`'s); each
     pattern's entry positions become constants in its own unrolled loop. Along the outputs a pattern
-    must keep whole columns (`kept_columns`: a vector holds a column) and the row-major tiling runs it."""
+    must keep whole columns (`kept_columns`: a vector holds a column) and the row-major tiling runs it.
+    `epilogue`: elementwise steps (`kernels/epilogue.py`, e.g. GELU) applied to each output after the bias."""
     if n % r or k % c:
         raise ValueError(f"bsr_matmul: r {r} must divide N {n} and c {c} divide K {k}")
     if tile.along == "activations" and (m % tile.rows or tile.rows % tile.lanes or k % tile.lanes):
@@ -97,20 +99,20 @@ def bsr_matmul(m: int, k: int, n: int, r: int, c: int, nnz: int, tile: Tile, thr
     if tile.along == "outputs":
         cols = [list(range(c))] if masks is None else kept_columns(masks)
         if masks is None and uses_panels(m, k, n, r, c, nnz, tile, threads):
-            return _along_outputs_panels(m, k, n, r, c, nnz, tile, threads, cols)
+            return _along_outputs_panels(m, k, n, r, c, nnz, tile, threads, cols, epilogue)
         parts = max(d for d in range(1, max(1, threads) + 1) if block_rows % d == 0)
-        return _along_outputs(m, k, n, r, c, nnz, tile, parts, block_rows // parts, cols)
+        return _along_outputs(m, k, n, r, c, nnz, tile, parts, block_rows // parts, cols, epilogue)
     parts = max(d for d in range(1, max(1, threads) + 1) if block_rows % d == 0)
-    return _along_activations(m, k, n, r, c, nnz, tile, parts, block_rows // parts, masks)
+    return _along_activations(m, k, n, r, c, nnz, tile, parts, block_rows // parts, masks, epilogue)
 
 
-def _along_outputs(m, k, n, r, c, nnz, tile, parts, share, cols):
+def _along_outputs(m, k, n, r, c, nnz, tile, parts, share, cols, epilogue):
     rows, block_rows = min(tile.rows, m), n // r
     tiles, tail = m // rows, m % rows  # `tail` rows left over, done by a second, smaller tile
     per_chunk = chunk_tiles(m, k, rows)
     chunks = (tiles + per_chunk - 1) // per_chunk
 
-    block_row_tile = block_row_macro(r, c, cols)
+    block_row_tile = block_row_macro(r, c, cols, epilogue)
     data_shape, ranges, kept = stored_shape(nnz, r, c, cols), block_rows * len(cols) + 1, len(cols[0])
 
     @T.prim_func(private=True)
@@ -133,14 +135,18 @@ def _along_outputs(m, k, n, r, c, nnz, tile, parts, share, cols):
     return kernel
 
 
-def block_row_macro(r: int, c: int, cols: list[list[int]]):
+def block_row_macro(r: int, c: int, cols: list[list[int]], epilogue: tuple | None = None):
     """The walk of one block row for one register tile of `height` activation rows from `row0`, its
     accumulators in registers, the bias added on the way out; rows from `m` on are not stored. Its
     activation x[row0 + mi, col] is `read(source, row0 + mi, col, at, mi)`: `read_rows` (x itself) or
     `read_panel` (tile `at`'s panel). One walk for both tilings along the outputs. `cols`: per
     pattern, the block columns it keeps, constants in the pattern's unrolled loop (BSR: one pattern
-    keeping all c; `indptr` then has one range per block row, else one per block row and pattern)."""
+    keeping all c; `indptr` then has one range per block row, else one per block row and pattern).
+    `epilogue` is applied to each output after the bias."""
     npat, kept = len(cols), len(cols[0])
+
+    def finish(value):
+        return apply(epilogue, value)
 
     def col(p, j):
         return lookup(cols, p, j)
@@ -161,7 +167,7 @@ def block_row_macro(r: int, c: int, cols: list[list[int]]):
         for mi in T.unroll(height):
             if row0 + mi < m:
                 for i in T.vectorized(r):
-                    y[row0 + mi, br * r + i] = acc[mi, i] + b[br * r + i]
+                    y[row0 + mi, br * r + i] = finish(acc[mi, i] + b[br * r + i])
 
     return block_row_tile
 
@@ -212,7 +218,7 @@ def uses_panels(m: int, k: int, n: int, r: int, c: int, nnz: int, tile: Tile, th
             and density <= 1 / 8 and tiles >= parts and idle * 8 <= tiles)
 
 
-def _along_outputs_panels(m, k, n, r, c, nnz, tile, threads, cols):
+def _along_outputs_panels(m, k, n, r, c, nnz, tile, threads, cols, epilogue):
     """The tiling along the outputs with x read through panels: each thread owns a contiguous share
     of the register tiles (activation rows, not block rows, so that no two threads pack the same
     rows); per chunk of tiles it first transposes each tile's rows into a panel [k, PANEL] (8x8
@@ -222,7 +228,7 @@ def _along_outputs_panels(m, k, n, r, c, nnz, tile, threads, cols):
     rows, block_rows = tile.rows, n // r
     tiles = -(-m // rows)
     parts, tiles_each, per_chunk = panel_split(m, k, rows, threads)
-    block_row_tile = block_row_macro(r, c, cols)
+    block_row_tile = block_row_macro(r, c, cols, epilogue)
     chunks = -(-tiles_each // per_chunk)
 
     def row(tile_index, a):  # the x row a panel takes for its row a: clamped into x
@@ -290,10 +296,13 @@ def transposed_column(square: tirx.Buffer, e) -> tirx.PrimExpr:
     return result
 
 
-def _along_activations(m, k, n, r, c, nnz, tile, parts, share, masks=None):
+def _along_activations(m, k, n, r, c, nnz, tile, parts, share, masks=None, epilogue=None):
     rows, t, block_rows = tile.rows, tile.lanes, n // r
     taps = entry_positions(masks, r, c)
     npat, entries = len(taps), len(taps[0])
+
+    def finish(value):
+        return apply(epilogue, value)
     data_shape = (nnz, c, r) if masks is None else (nnz, entries)
 
     def at(p, e, axis: int):  # entry e of pattern p: its input (axis 0) or output (axis 1) within the block
@@ -333,7 +342,8 @@ def _along_activations(m, k, n, r, c, nnz, tile, parts, share, masks=None):
                                         xt[indices[q] * c + at(p, e, 0), mo * rows + mi] * values[q * entries + e])
                     for mi in T.unroll(rows):
                         for i in T.unroll(r):
-                            y[mo * rows + mi, (part * share + bri) * r + i] = acc[i, mi] + b[(part * share + bri) * r + i]
+                            y[mo * rows + mi, (part * share + bri) * r + i] = finish(
+                                acc[i, mi] + b[(part * share + bri) * r + i])
 
     return kernel
 
