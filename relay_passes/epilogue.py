@@ -1,11 +1,15 @@
 """Elementwise epilogues: the activation after a layer, computed by the layer's kernel on the way out.
 
-A dense layer's output is often followed by a chain of elementwise ops on it alone, e.g. the exact
-GELU that ONNX exporters write as x * 0.5 * (1 + erf(x / sqrt 2)). `find_epilogues` finds, for each
-layer output, the longest such chain (ops on the output and scalar constants only) whose
-intermediate values are used nowhere else; the kernel then applies it to each accumulator before
-the store (`schedules/kernels/epilogue.py`), and the chain's bindings become aliases of the kernel's
-output: one pass over the output less.
+A dense layer's output is often followed by a chain of elementwise ops on it alone (ReLU, a scale, a
+clip). `find_epilogues` finds, for each layer output, the longest such chain (ops on the output and
+scalar constants only) whose intermediate values are used nowhere else; the kernel then applies it
+to each output before the store (`schedules/kernels/epilogue.py`), and the chain's bindings become
+aliases of the kernel's output: one pass over the output less. Measured here on 768 -> 3072 at M =
+128 (whole sessions, interleaved): ReLU fused 4-7 % faster than ReLU as its own kernel.
+
+The exact GELU (x * 0.5 * (1 + erf(x / sqrt 2))) is not fused: with a rational erf in the kernel
+(3.4e-7 from math.erf) the 16x1 kernel spilled registers (63 spill moves against 6) and the layer
+ran 9-10 % slower than with TVM's own fused GELU kernel after it, so erf ends a chain.
 
 An epilogue is `steps`, a tuple of (op, a, b) in SSA form: operand ("v", i) is the value of step i
 (0: the layer's output), ("c", f) a constant. Hashable, so kernels are cached by it.
@@ -22,7 +26,7 @@ from gearshift.relay_passes.exprs import dims, static_f32
 
 BINARY = {"relax.add": "add", "relax.subtract": "subtract", "relax.multiply": "multiply", "relax.divide": "divide",
           "relax.maximum": "maximum", "relax.minimum": "minimum"}
-UNARY = {"relax.erf": "erf", "relax.nn.relu": "relu", "relax.negative": "negative"}
+UNARY = {"relax.nn.relu": "relu", "relax.negative": "negative"}
 
 
 @dataclass(frozen=True)
@@ -33,10 +37,7 @@ class Epilogue:
 
     @property
     def name(self) -> str:
-        ops = [s[0] for s in self.steps]
-        if sorted(ops) == sorted(["divide", "erf", "add", "multiply", "multiply"]):
-            return "GELU (erf)"
-        return " ".join(ops)
+        return " ".join(s[0] for s in self.steps)
 
 
 def find_epilogues(main: relax.Function, roots: list[relax.Var]) -> dict:
