@@ -30,7 +30,7 @@ from gearshift.frontend.inventory import detect_blocks
 from gearshift.frontend.patterns import block_project, dense_library
 from gearshift.relay_passes import circulant
 from gearshift.relay_passes.epilogue import find_epilogues
-from gearshift.relay_passes.exprs import bias_add_of, bias_adds, dims, is_op, weight_matmul
+from gearshift.relay_passes.exprs import bias_add_of, bias_adds, dims, weight_matmul
 from gearshift.relay_passes.plan import LayerSpec, SparsityPlan
 from gearshift.schedules.cpu.microkernel import Microkernel
 from gearshift.schedules.kernels.bsr import Tile, bsr_matmul, choose_tile, kept_columns, project, to_block_patterns, to_bsr

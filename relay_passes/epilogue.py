@@ -31,8 +31,7 @@ UNARY = {"relax.nn.relu": "relu", "relax.negative": "negative"}
 
 @dataclass(frozen=True)
 class Epilogue:
-    exit: relax.Var  # the binding whose value the kernel's output replaces
-    members: tuple  # every binding of the chain (exit included), all aliases of the kernel's output afterwards
+    members: tuple  # the chain's binding vars, the last one its result: all aliases of the kernel's output afterwards
     steps: tuple
 
     @property
@@ -68,7 +67,7 @@ def find_epilogues(main: relax.Function, roots: list[relax.Var]) -> dict:
             if escaping == [chain[k]]:
                 best = k
         if best is not None:
-            found[root] = Epilogue(chain[best], tuple(chain[1:best + 1]), tuple(steps[:best]))
+            found[root] = Epilogue(tuple(chain[1:best + 1]), tuple(steps[:best]))
     return found
 
 
