@@ -36,9 +36,10 @@ def weight_matmul(call: relax.Expr, weights) -> tuple[relax.Expr, relax.Expr] | 
     return x, w
 
 
-def bias_adds(main: relax.Function, values, produces, fits) -> dict:
-    """producer var -> bias weight, for `add(v, b)` (or `add(b, v)`) where v = a call with `produces(call)` true, the add
-    is v's only use, b is a weight in `values` and `fits(b, call)`: the bias a kernel can add itself."""
+def bias_adds(main: relax.Function, values, produces, fits, first_too: bool = False) -> dict:
+    """producer var -> bias weight, for `add(v, b)` (with first_too also `add(b, v)`) where v = a call with
+    `produces(call)` true, the add is v's only use, b is a weight in `values` and `fits(b, call)`: the
+    bias a kernel can add itself."""
     bindings = [b for block in main.body.blocks for b in block.bindings]
     uses: dict = {}
     for b in bindings:
@@ -49,7 +50,7 @@ def bias_adds(main: relax.Function, values, produces, fits) -> dict:
     for b in bindings:
         if not is_op(b.value, "relax.add"):
             continue
-        for v, bias in (b.value.args, b.value.args[::-1]):  # exporters write both add(x W, b) and add(b, x W)
+        for v, bias in (b.value.args, b.value.args[::-1]) if first_too else (b.value.args,):
             producer = producers.get(v)
             if producer is not None and bias in values and uses.get(v) == 1 and produces(producer) and fits(bias, producer):
                 out[v] = bias
