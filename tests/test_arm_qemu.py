@@ -63,6 +63,21 @@ def test_block_pattern_kernel_on_arm(r, c, entries):
     assert_close(out, x.astype(np.float64) @ wt.T.astype(np.float64) + bias)
 
 
+def test_bsr_kernel_with_epilogue_on_arm():
+    """A fused ReLU-and-scale epilogue in the 16x1 kernel built for NEON."""
+    from gearshift.schedules.kernels.epilogue import apply_numpy
+
+    rng = np.random.default_rng(7)
+    m, k, n, steps = 24, 64, 128, (("relu", ("v", 0), None), ("multiply", ("v", 1), ("c", 0.5)))
+    wt = project(rng.standard_normal((n, k)).astype(np.float32), 16, 1, 0.8)
+    data, indices, indptr = to_bsr(wt, 16, 1)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    kernel = bsr_matmul(m, k, n, 16, 1, len(indices), choose_tile(m, k, 16, MICRO), THREADS, epilogue=steps)
+    out = run_kernel(kernel, [x, data, indices, indptr, bias, np.zeros((m, n), np.float32)])[-1]
+    assert_close(out, apply_numpy(steps, x.astype(np.float64) @ wt.T.astype(np.float64) + bias))
+
+
 def test_bsr_kernel_on_arm_uses_neon():
     """The 16x1 kernel's inner loop is NEON vector FMAs (fmla on .4s), not scalar code."""
     import tvm

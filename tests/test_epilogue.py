@@ -13,6 +13,8 @@ from conftest import assert_close, ort_run
 from onnx import TensorProto, helper, numpy_helper
 from test_block_sparse import compile_run, pruned
 
+from gearshift.relay_passes.block_sparse import check_kernel
+from gearshift.schedules.kernels.bsr import Tile, project, to_bsr, uses_panels
 from gearshift.schedules.kernels.epilogue import apply_numpy
 
 RNG = np.random.default_rng(11)
@@ -64,3 +66,18 @@ def test_steps_reference():
     steps = (("relu", ("v", 0), None), ("multiply", ("v", 1), ("c", 0.5)), ("minimum", ("v", 2), ("c", 1.0)),
              ("subtract", ("c", 2.0), ("v", 3)))
     assert apply_numpy(steps, np.array([-1.0, 1.0, 4.0])).tolist() == [2.0, 1.5, 1.0]
+
+
+RELU_SCALED = (("relu", ("v", 0), None), ("multiply", ("v", 1), ("c", 0.5)), ("minimum", ("v", 2), ("c", 2.0)))
+
+
+@pytest.mark.parametrize("m,k,r,c,tile", [(50, 3072, 16, 1, Tile("outputs", 6)),  # x through panels
+                                          (32, 64, 4, 4, Tile("activations", 16, lanes=8)),
+                                          (29, 64, 16, 1, Tile("outputs", 6))])  # a row tail tile
+def test_epilogue_in_every_tiling(m, k, r, c, tile):
+    n = 32
+    wt = project(RNG.standard_normal((n, k)).astype(np.float32), r, c, 0.9)
+    bias = RNG.standard_normal(n).astype(np.float32)
+    arrays = to_bsr(wt, r, c)
+    assert (m == 50) == uses_panels(m, k, n, r, c, len(arrays[1]), tile, 2)
+    assert check_kernel((m, k, n, r, c, len(arrays[1]), tile, 2, None, RELU_SCALED), wt.T, bias, arrays) < 1e-5
