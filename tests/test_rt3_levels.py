@@ -249,13 +249,15 @@ def test_measure_levels_over_rpc_and_here(artifact, rpc_tracker, tmp_path):
         measure_levels(artifact, rpc=rpc_tracker, key="absent")
 
 
-def test_block_pattern_levels_in_both_forms_agree(tmp_path):
-    """RT3's named pattern sets: levels of 4x4 block patterns (4 patterns of 8), connectivity 50 / 75 %.
-    The runtime form (padded structure arrays) and the baked form (constants) must compute the same."""
+@pytest.mark.parametrize("block", ["4x4:8", "16x4:32"])
+def test_block_pattern_levels_in_both_forms_agree(block, tmp_path):
+    """RT3's named pattern sets: levels of block patterns (4 patterns of 8 in 4x4 blocks, or column
+    patterns keeping 2 of 4 columns in 16x4 blocks), connectivity 50 / 75 %. The runtime form (padded
+    structure arrays) and the baked form (constants) must compute the same."""
     outs = {}
     for form in ("runtime", "baked"):
-        doc = {"form": form, "levels": [{"name": "p50", "sparsity": "pattern:4:0.5:4x4:8"},
-                                        {"name": "p75", "sparsity": "pattern:4:0.75:4x4:8"}]}
+        doc = {"form": form, "levels": [{"name": "p50", "sparsity": f"pattern:4:0.5:{block}"},
+                                        {"name": "p75", "sparsity": f"pattern:4:0.75:{block}"}]}
         art = save_levels(compile_levels(mlp_model(), parse_levels(doc), "host", calibration={"x": X}, repeat=2),
                           tmp_path / form)
         assert [art.manifest["levels"][n]["density"] for n in ("p50", "p75")] == [0.25, 0.125]
