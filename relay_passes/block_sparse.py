@@ -89,7 +89,7 @@ class LayerReport:
     packed_bytes: int = 0
     predicted_speedup: float = 1.0
     check_error: float | None = None
-    epilogue: str = ""  # the activation the kernel applies on the way out (e.g. "GELU (erf)"), if any
+    epilogue: str = ""  # the elementwise ops the kernel applies on the way out (e.g. "relu"), if any
 
 
 def block_sparsify(mod: tvm.IRModule, weights: list[np.ndarray], names: list[str], plan: SparsityPlan,
@@ -134,10 +134,10 @@ def rewrite_main(rewriter, main: relax.Function, params: list) -> tuple:
 
 
 def _epilogues(main: relax.Function, values: dict, biases: dict) -> dict:
-    """matmul var -> the Epilogue (e.g. GELU) after its output, or after its bias add where the kernel
+    """matmul var -> the Epilogue (e.g. a ReLU) after its output, or after its bias add where the kernel
     adds the bias: the activation the kernel can apply itself."""
     bindings = [b for block in main.body.blocks for b in block.bindings]
-    adds = {bias_add_of(b.value, biases): b.var for b in bindings if bias_add_of(b.value, biases) is not None}
+    adds = {producer: b.var for b in bindings if (producer := bias_add_of(b.value, biases)) is not None}
     roots = {adds.get(b.var, b.var): b.var for b in bindings if weight_matmul(b.value, values) is not None}
     return {roots[root]: epilogue for root, epilogue in find_epilogues(main, list(roots)).items()}
 

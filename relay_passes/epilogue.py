@@ -51,11 +51,11 @@ def find_epilogues(main: relax.Function, roots: list[relax.Var]) -> dict:
     order = {b.var: i for i, b in enumerate(bindings)}
     found = {}
     for root in roots:
-        if root not in order or root in outputs:
+        if root not in order or root in outputs or not static_f32(root):
             continue
-        chain, steps, index = [root], [], {root: 0}
+        chain, steps, index, shape = [root], [], {root: 0}, dims(root)
         for b in bindings[order[root] + 1:]:
-            step = _step(b, index, root)
+            step = _step(b, index, shape)
             if step is not None:
                 index[b.var] = len(chain)
                 chain.append(b.var)
@@ -71,11 +71,11 @@ def find_epilogues(main: relax.Function, roots: list[relax.Var]) -> dict:
     return found
 
 
-def _step(binding: relax.VarBinding, index: dict, root: relax.Var) -> tuple | None:
+def _step(binding: relax.VarBinding, index: dict, shape: list[int]) -> tuple | None:
     call = binding.value
     if not isinstance(call, relax.Call) or not isinstance(call.op, tvm.ir.Op):
         return None
-    if not (static_f32(binding.var) and static_f32(root) and dims(binding.var) == dims(root)):
+    if not (static_f32(binding.var) and dims(binding.var) == shape):
         return None  # the layer output's shape and dtype: no broadcast to a larger one
     name = call.op.name
     if name in UNARY and len(call.args) == 1 and call.args[0] in index:

@@ -87,7 +87,7 @@ def bsr_matmul(m: int, k: int, n: int, r: int, c: int, nnz: int, tile: Tile, thr
     `masks` [P, r, c]: block patterns (`to_block_patterns`' arrays instead of `to_bsr`'s); each
     pattern's entry positions become constants in its own unrolled loop. Along the outputs a pattern
     must keep whole columns (`kept_columns`: a vector holds a column) and the row-major tiling runs it.
-    `epilogue`: elementwise steps (`kernels/epilogue.py`, e.g. GELU) applied to each output after the bias."""
+    `epilogue`: elementwise steps (`kernels/epilogue.py`, e.g. a ReLU) applied to each output after the bias."""
     if n % r or k % c:
         raise ValueError(f"bsr_matmul: r {r} must divide N {n} and c {c} divide K {k}")
     if tile.along == "activations" and (m % tile.rows or tile.rows % tile.lanes or k % tile.lanes):
@@ -96,13 +96,12 @@ def bsr_matmul(m: int, k: int, n: int, r: int, c: int, nnz: int, tile: Tile, thr
     if masks is not None and (masks.shape[1:] != (r, c) or (tile.along == "outputs" and kept_columns(masks) is None)):
         raise ValueError(f"bsr_matmul: block patterns need {r}x{c} masks, keeping whole columns along the outputs")
     block_rows, nnz = n // r, max(nnz, 1)
+    parts = max(d for d in range(1, max(1, threads) + 1) if block_rows % d == 0)
     if tile.along == "outputs":
         cols = [list(range(c))] if masks is None else kept_columns(masks)
         if masks is None and uses_panels(m, k, n, r, c, nnz, tile, threads):
             return _along_outputs_panels(m, k, n, r, c, nnz, tile, threads, cols, epilogue)
-        parts = max(d for d in range(1, max(1, threads) + 1) if block_rows % d == 0)
         return _along_outputs(m, k, n, r, c, nnz, tile, parts, block_rows // parts, cols, epilogue)
-    parts = max(d for d in range(1, max(1, threads) + 1) if block_rows % d == 0)
     return _along_activations(m, k, n, r, c, nnz, tile, parts, block_rows // parts, masks, epilogue)
 
 
@@ -145,9 +144,6 @@ def block_row_macro(r: int, c: int, cols: list[list[int]], epilogue: tuple | Non
     `epilogue` is applied to each output after the bias."""
     npat, kept = len(cols), len(cols[0])
 
-    def finish(value):
-        return apply(epilogue, value)
-
     def col(p, j):
         return lookup(cols, p, j)
 
@@ -167,7 +163,7 @@ def block_row_macro(r: int, c: int, cols: list[list[int]], epilogue: tuple | Non
         for mi in T.unroll(height):
             if row0 + mi < m:
                 for i in T.vectorized(r):
-                    y[row0 + mi, br * r + i] = finish(acc[mi, i] + b[br * r + i])
+                    y[row0 + mi, br * r + i] = apply(epilogue, acc[mi, i] + b[br * r + i])
 
     return block_row_tile
 
@@ -300,9 +296,6 @@ def _along_activations(m, k, n, r, c, nnz, tile, parts, share, masks=None, epilo
     rows, t, block_rows = tile.rows, tile.lanes, n // r
     taps = entry_positions(masks, r, c)
     npat, entries = len(taps), len(taps[0])
-
-    def finish(value):
-        return apply(epilogue, value)
     data_shape = (nnz, c, r) if masks is None else (nnz, entries)
 
     def at(p, e, axis: int):  # entry e of pattern p: its input (axis 0) or output (axis 1) within the block
@@ -342,7 +335,7 @@ def _along_activations(m, k, n, r, c, nnz, tile, parts, share, masks=None, epilo
                                         xt[indices[q] * c + at(p, e, 0), mo * rows + mi] * values[q * entries + e])
                     for mi in T.unroll(rows):
                         for i in T.unroll(r):
-                            y[mo * rows + mi, (part * share + bri) * r + i] = finish(
+                            y[mo * rows + mi, (part * share + bri) * r + i] = apply(epilogue, 
                                 acc[i, mi] + b[(part * share + bri) * r + i])
 
     return kernel
