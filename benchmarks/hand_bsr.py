@@ -21,17 +21,13 @@ Writes benchmarks/results/hand_bsr.{json,md}. x86-64 with AVX2 and a C compiler 
 
 from __future__ import annotations
 
-import argparse
 import ctypes
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 from common import aligned, ort_session, table, threads_note, write_results  # first: sets thread env
 import numpy as np
 from block_sparse import M, matmul_model
-from handwritten import HAND_HEADERS, against_hand, build_c, hand_cells, require_x86
+from handwritten import HAND_HEADERS, against_hand, build_c, calibrate, hand_cells
 
 import gearshift
 from gearshift.bench import thread_count
@@ -80,23 +76,18 @@ def case(kernels: dict, k: int, n: int, repeat: int) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--repeat", type=int, default=20)
-    args = p.parse_args()
-    require_x86("hand_bsr.py")
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            kernels = build(tmp)
-        except (OSError, subprocess.CalledProcessError) as err:
-            sys.exit(f"hand_bsr.py: building {SOURCE.name} failed (needs cc with OpenMP and AVX2): {err}")
-        rows = [case(kernels, k, n, args.repeat) for k, n in SHAPES]
+    def rows_of(tmp: str, repeat: int) -> list[dict]:
+        kernels = build(tmp)  # both designs, built once
+        return [case(kernels, k, n, repeat) for k, n in SHAPES]
+
+    repeat, rows = calibrate("hand_bsr.py", __doc__, rows_of)
     lines = [("layer (M=128)", *HAND_HEADERS)] + [(r["case"], *hand_cells(r, "gearshift_bsr")) for r in rows]
     text = (f"# gearshift's 16x1 BSR kernel vs the same algorithm hand-written in C (AVX2), 90 % sparse\n\n"
             f"{table(lines)}\n\n{threads_note()}; C and gearshift interleaved, then each engine alone; medians of "
-            f"{args.repeat} runs after 3 warm-ups. Interleaved, gearshift's time includes waking TVM's "
+            f"{repeat} runs after 3 warm-ups. Interleaved, gearshift's time includes waking TVM's "
             f"thread pool right after the OpenMP kernel ran (0.1-0.4 ms on this VM, machine-dependent); "
             f"\"alone\" compares the kernels.")
-    write_results("hand_bsr", {"repeat": args.repeat, "kernels": rows}, text)
+    write_results("hand_bsr", {"repeat": repeat, "kernels": rows}, text)
     print(text)
 
 

@@ -19,16 +19,12 @@ Writes benchmarks/results/hand_pattern_conv.{json,md}. x86-64 with AVX2 and a C 
 
 from __future__ import annotations
 
-import argparse
 import ctypes
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 from common import aligned, ort_session, table, threads_note, write_results  # first: sets thread env
 import numpy as np
-from handwritten import HAND_HEADERS, against_hand, build_c, hand_cells, require_x86
+from handwritten import HAND_HEADERS, against_hand, build_c, calibrate, hand_cells
 from pattern_sparse import CONNECTIVITY, LAYERS, PATTERNS, conv_model
 
 import tvm
@@ -134,22 +130,15 @@ def case(c: int, size: int, repeat: int, tmp: str) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--repeat", type=int, default=20)
-    args = p.parse_args()
-    require_x86("hand_pattern_conv.py")
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            rows = [case(c, size, args.repeat, tmp) for c, size in LAYERS]
-        except (OSError, subprocess.CalledProcessError) as err:
-            sys.exit(f"hand_pattern_conv.py: building the C kernel failed (needs cc with OpenMP and AVX2): {err}")
+    repeat, rows = calibrate("hand_pattern_conv.py", __doc__,
+                             lambda tmp, repeat: [case(c, size, repeat, tmp) for c, size in LAYERS])
     lines = [("layer (batch 1)", "block, groups", *HAND_HEADERS)] + [
         (r["case"], f"{r['block'][0]}x{r['block'][1]}, {r['channel_groups']}", *hand_cells(r, "gearshift_pattern"))
         for r in rows]
     text = (f"# gearshift's pattern conv kernel vs the same algorithm hand-written in C (AVX2)\n\n{table(lines)}\n\n"
-            f"{threads_note()}; C and gearshift interleaved, then each engine alone; medians of {args.repeat} runs "
+            f"{threads_note()}; C and gearshift interleaved, then each engine alone; medians of {repeat} runs "
             f"after 3 warm-ups. Block: output rows x vectors of 8; groups: input-channel groups.")
-    write_results("hand_pattern_conv", {"repeat": args.repeat, "layers": rows}, text)
+    write_results("hand_pattern_conv", {"repeat": repeat, "layers": rows}, text)
     print(text)
 
 

@@ -5,10 +5,12 @@ Import after `common` (which sets the thread pools' environment)."""
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import platform
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +23,21 @@ from gearshift.bench import summarize, time_interleaved
 def require_x86(script: str) -> None:
     if platform.machine() not in ("x86_64", "AMD64"):
         sys.exit(f"{script}: the C kernel is AVX2 code; run it on x86-64")
+
+
+def calibrate(script: str, doc: str, rows: Callable[[str, int], list[dict]]) -> tuple[int, list[dict]]:
+    """What both calibration scripts' `main` does first: parse `--repeat`, refuse a non-x86 machine,
+    then `rows(tmp, repeat)` with a temporary directory for the C build; a failed build exits naming
+    `script`. Returns (repeat, rows)."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--repeat", type=int, default=20)
+    repeat = p.parse_args().repeat
+    require_x86(script)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            return repeat, rows(tmp, repeat)
+        except (OSError, subprocess.CalledProcessError) as err:
+            sys.exit(f"{script}: building the C kernel failed (needs cc with OpenMP and AVX2): {err}")
 
 
 def build_c(source: Path, out: Path, symbol: str, argtypes: list):
