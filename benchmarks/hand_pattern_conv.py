@@ -131,7 +131,8 @@ def case(c: int, size: int, repeat: int, tmp: str) -> dict:
 
 def main() -> None:
     repeat, rows = calibrate("hand_pattern_conv.py", __doc__,
-                             lambda tmp, repeat: [case(c, size, repeat, tmp) for c, size in LAYERS])
+                             lambda tmp, repeat: [case(cin, size, repeat, tmp) for cin, cout, size, stride in LAYERS
+                                                      if stride == 1 and cin == cout])  # the C kernel's case
     lines = [("layer (batch 1)", "block, groups", *HAND_HEADERS)] + [
         (r["case"], f"{r['block'][0]}x{r['block'][1]}, {r['channel_groups']}", *hand_cells(r, "gearshift_pattern"))
         for r in rows]

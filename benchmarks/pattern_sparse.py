@@ -1,8 +1,9 @@
 """Pattern-sparse 3x3 convs against dense peers on the same masked weights (batch 1, fp32).
 
-VGG-16-shaped layers (56x56x128->128, 28x28x256->256, 14x14x512->512), 4-of-9 patterns (a library
-of 4 per layer) plus connectivity pruning keeping 28 % of the kernels (PatDNN's VGG-16 rate: ~8x
-fewer weights, ~88 % sparse). gearshift's pattern kernel vs ONNX Runtime dense conv on the same
+VGG-16-shaped layers (56x56x128->128, 28x28x256->256, 14x14x512->512; the bars are theirs) and
+ResNet-18's three stride-2 3x3 convs (56x56x64->128, 28x28x128->256, 14x14x256->512), 4-of-9
+patterns (a library of 4 per layer) plus connectivity pruning keeping 28 % of the kernels (PatDNN's
+VGG-16 rate: ~8x fewer weights, ~88 % sparse). gearshift's pattern kernel vs ONNX Runtime dense conv on the same
 masked ONNX, gearshift's own dense conv schedule and torch dense; and, for scale, gearshift BSR
 (16x1) at the same density on the conv's im2col GEMM ([H*W, 9*CI] @ [9*CI, CO], im2col not timed).
     bars: >= 4x ORT dense (ideal 8x), >= 3x gearshift dense.
@@ -31,53 +32,59 @@ from gearshift.bench import thread_count
 from gearshift.frontend.patterns import library, project
 from gearshift.schedules.kernels.bsr import project as bsr_project
 
-LAYERS = [(128, 56), (256, 28), (512, 14)]  # (channels, spatial size)
+LAYERS = [(128, 128, 56, 1), (256, 256, 28, 1), (512, 512, 14, 1),  # (in, out channels, input size, stride)
+          (64, 128, 56, 2), (128, 256, 28, 2), (256, 512, 14, 2)]
 PATTERNS, CONNECTIVITY = 4, 0.72
 
 
-def conv_model(w: np.ndarray, b: np.ndarray, size: int) -> onnx.ModelProto:
-    c = w.shape[0]
+def conv_model(w: np.ndarray, b: np.ndarray, size: int, stride: int = 1) -> onnx.ModelProto:
+    cout, cin = w.shape[:2]
+    out = (size - 1) // stride + 1
     graph = helper.make_graph(
-        [helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1], kernel_shape=[3, 3], name="conv")],
-        "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, size, size])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, size, size])],
+        [helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1], strides=[stride, stride],
+                          kernel_shape=[3, 3], name="conv")],
+        "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cin, size, size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, cout, out, out])],
         [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
 
 
-def layer_case(c: int, size: int) -> dict:
+def layer_case(cin: int, cout: int, size: int, stride: int) -> dict:
     """The layer built for every engine, outputs computed; `time_round` times it, `finish` sums it up."""
     rng = np.random.default_rng(0)
-    w = (rng.standard_normal((c, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32)
+    w = (rng.standard_normal((cout, cin, 3, 3)) / np.sqrt(9 * cin)).astype(np.float32)
+    out = (size - 1) // stride + 1
+    tag = f"{size}" if stride == 1 else f"{size}s{stride}"
     masked, _, _ = project(w, library(w, PATTERNS), CONNECTIVITY)
-    b = rng.standard_normal(c).astype(np.float32)
-    x = aligned(rng.standard_normal((1, c, size, size)).astype(np.float32))
-    proto = conv_model(masked, b, size)
+    b = rng.standard_normal(cout).astype(np.float32)
+    x = aligned(rng.standard_normal((1, cin, size, size)).astype(np.float32))
+    proto = conv_model(masked, b, size, stride)
     built = gearshift.compile_model(proto, "host", sparsity="pattern")
-    sparse = gearshift.Session(gearshift.save(built, f"out/bench-pattern-{size}", overwrite=True))
-    dense = gearshift.Session(gearshift.save(gearshift.compile_model(proto, "host"), f"out/bench-conv-dense-{size}",
+    sparse = gearshift.Session(gearshift.save(built, f"out/bench-pattern-{tag}", overwrite=True))
+    dense = gearshift.Session(gearshift.save(gearshift.compile_model(proto, "host"), f"out/bench-conv-dense-{tag}",
                                              overwrite=True))
     ort = ort_session(proto.SerializeToString())
     feeds = {"x": x}
     # gearshift BSR at the same density on the conv's GEMM (im2col: [H*W, CI*9] @ [CI*9, CO]); the
     # im2col itself is not timed, so this is a lower bound for a BSR conv, not a conv.
-    gemm_w = bsr_project(np.ascontiguousarray(w.reshape(c, 9 * c)), 16, 1, 1.0 - float((masked != 0).mean()))
-    gemm = matmul_model(np.ascontiguousarray(gemm_w.T), b, rows=size * size)
+    gemm_w = bsr_project(np.ascontiguousarray(w.reshape(cout, 9 * cin)), 16, 1, 1.0 - float((masked != 0).mean()))
+    gemm = matmul_model(np.ascontiguousarray(gemm_w.T), b, rows=out * out)
     bsr = gearshift.Session(gearshift.save(gearshift.compile_model(gemm, "host", sparsity="bsr::16x1"),
-                                           f"out/bench-pattern-bsr-{size}", overwrite=True))
-    cols = {"x": aligned(rng.standard_normal((size * size, 9 * c)).astype(np.float32))}
+                                           f"out/bench-pattern-bsr-{tag}", overwrite=True))
+    cols = {"x": aligned(rng.standard_normal((out * out, 9 * cin)).astype(np.float32))}
     tx, tw, tb = torch.from_numpy(x), torch.from_numpy(masked), torch.from_numpy(b)
     outputs = {"gearshift_pattern": sparse.run(feeds)["y"], "onnxruntime": ort.run(None, feeds)[0],
                "gearshift_dense": dense.run(feeds)["y"],
-               "torch_dense": torch.nn.functional.conv2d(tx, tw, tb, padding=1).numpy()}
+               "torch_dense": torch.nn.functional.conv2d(tx, tw, tb, stride=stride, padding=1).numpy()}
     engines = {"gearshift_pattern": lambda: sparse.run(feeds), "onnxruntime": lambda: ort.run(None, feeds),
                "gearshift_dense": lambda: dense.run(feeds),
-               "torch_dense": lambda: torch.nn.functional.conv2d(tx, tw, tb, padding=1),
+               "torch_dense": lambda: torch.nn.functional.conv2d(tx, tw, tb, stride=stride, padding=1),
                "gearshift_bsr_gemm": lambda: bsr.run(cols)}
     layer = built.report["sparse_layers"][0]
-    return {"name": f"{size}x{size}x{c}->{c}", "engines": engines, "density": float((masked != 0).mean()),
+    name = f"{size}x{size}x{cin}->{cout}" + ("" if stride == 1 else f", stride {stride}")
+    return {"name": name, "engines": engines, "density": float((masked != 0).mean()),
             "outputs": {**outputs, "gearshift_bsr_gemm": outputs["onnxruntime"]}, "layer": layer,
-            "flops": 2 * int((masked != 0).sum()) * size * size}
+            "flops": 2 * int((masked != 0).sum()) * out * out}
 
 
 PAIR = ("gearshift_pattern", "onnxruntime")
@@ -114,7 +121,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3, help="timing rounds over all layers (the median is reported)")
     args = p.parse_args()
     torch.set_num_threads(thread_count())
-    cases = [layer_case(c, size) for c, size in LAYERS]
+    cases = [layer_case(*layer) for layer in LAYERS]
     layers = [finish(case, timings) for case, timings in
               zip(cases, in_rounds(cases, lambda case: time_round(case, args.repeat), args.rounds))]
     rows = [("layer (batch 1)", "density", "gearshift pattern ms", "ORT dense ms", "speedup vs ORT (range over rounds)",

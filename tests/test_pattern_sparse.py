@@ -75,6 +75,7 @@ def test_spec_parser():
 @pytest.mark.parametrize("k,stride,pads,size", [
     (4, 1, (1, 1, 1, 1), (12, 12)), (6, 1, (0, 0, 0, 0), (9, 13)), (8, 2, (1, 1, 1, 1), (13, 11)),
     (4, 2, (0, 1, 1, 0), (10, 10)), (4, 1, (1, 1, 1, 1), (5, 56)),  # 56 wide: a block of 7 vectors
+    (4, 2, (1, 1, 1, 1), (6, 58)),  # stride 2, 29 outputs wide: several vectors per column phase
 ])
 def test_pattern_conv_matches_onnxruntime(k, stride, pads, size, tmp_path):
     cin, cout = 12, 20  # neither a multiple of the vector width

@@ -20,8 +20,11 @@ rows of one register block, for every channel, then lie in one span of (rows + 2
 instead of one piece per channel plane. Measured kernel against kernel: 1.19x at 28x28x256 (there a
 channel plane is 4080 bytes, so the planes' rows fell into the same few L1 sets), 1.03-1.08x at
 56x56x128 and 14x14x512. The output is [N, CO, OHp, OWp] with the output extent rounded up to whole
-register blocks (the pass crops it). Stride 2 reads every other
-input column (LLVM gathers those loads: correct, not fast).
+register blocks (the pass crops it). With stride 2 each padded input row is stored as its even
+columns, then its odd columns ([N, H, C, stride, W / stride]): the taps of neighbouring output
+columns then read neighbouring floats, so every tap is still whole vector loads (reading every other
+column of one row made LLVM gather them: 0.57-0.70x ORT dense at 88 % sparsity). With stride 1 the
+phase axis has length 1 and the layout is the [N, H, C, W] above.
 
 Tunable: `rows` and `vectors` (the register block); `choose_block` is the default.
 """
@@ -76,7 +79,7 @@ def pattern_conv2d(n: int, cin: int, cout: int, h: int, w: int, pads: tuple[int,
     rows, vectors = block or choose_block(oh, ow, lanes)
     width = vectors * lanes
     ohp, owp = padded_extent(h, w, pads, stride, lanes, block)
-    hp, wp = (ohp - 1) * stride + 3, (owp - 1) * stride + 3
+    hp, wq = (ohp - 1) * stride + 3, owp + 2 // stride  # wq: padded columns per phase (see `xp`)
     npat, kept = len(masks), max(kept, 1)
     taps = [[divmod(int(c), 3) for c in np.flatnonzero(m.ravel())] for m in masks]
     if any(len(t) != 4 for t in taps):
@@ -84,8 +87,8 @@ def pattern_conv2d(n: int, cin: int, cout: int, h: int, w: int, pads: tuple[int,
     parts = max(d for d in range(1, max(1, threads) + 1) if cout % d == 0)
     share, top, left = cout // parts, pads[0], pads[1]
 
-    def tap(p, t, axis: int):  # the (p, t) tap's dy or dx, constant once p and t are unrolled
-        return lookup([[tp[axis] for tp in pattern] for pattern in taps], p, t)
+    def tap(p, t, part: int):  # the (p, t) tap's dy, column phase or column shift: constant once unrolled
+        return lookup([[(dy, dx % stride, dx // stride)[part] for dy, dx in pattern] for pattern in taps], p, t)
 
     @T.prim_func(private=True)
     def kernel(x: T.Buffer((n, cin, h, w), "float32"), values: T.Buffer((kept, 4), "float32"),
@@ -93,12 +96,13 @@ def pattern_conv2d(n: int, cin: int, cout: int, h: int, w: int, pads: tuple[int,
                order: T.Buffer((cout,), "int32"), b: T.Buffer((cout,), "float32"),
                y: T.Buffer((n, cout, ohp, owp), "float32")):
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
-        xp = T.alloc_buffer((n, hp, cin, wp), "float32")  # rows outermost: see the module docstring
+        xp = T.alloc_buffer((n, hp, cin, stride, wq), "float32")  # see the module docstring
         for nc in T.parallel(n * cin):
-            for i, j in T.grid(hp, wp):
-                xp[nc // cin, i, nc % cin, j] = T.if_then_else(
-                    top <= i and i < top + h and left <= j and j < left + w,
-                    x[nc // cin, nc % cin, T.min(T.max(i - top, 0), h - 1), T.min(T.max(j - left, 0), w - 1)],
+            for i, ph, j in T.grid(hp, stride, wq):
+                xp[nc // cin, i, nc % cin, ph, j] = T.if_then_else(
+                    top <= i and i < top + h and left <= j * stride + ph and j * stride + ph < left + w,
+                    x[nc // cin, nc % cin, T.min(T.max(i - top, 0), h - 1),
+                      T.min(T.max(j * stride + ph - left, 0), w - 1)],
                     T.float32(0))
         for part in T.parallel(parts):
             for img, yt, g in T.grid(n, ohp // rows, ngroups):
@@ -119,7 +123,7 @@ def pattern_conv2d(n: int, cin: int, cout: int, h: int, w: int, pads: tuple[int,
                                             for e in T.vectorized(lanes):
                                                 acc[r, v, e] = acc[r, v, e] + xp[
                                                     img, (yt * rows + r) * stride + tap(p, t, 0), channels[q],
-                                                    (xt * width + v * lanes + e) * stride + tap(p, t, 1)] * values[q, t]
+                                                    tap(p, t, 1), xt * width + v * lanes + e + tap(p, t, 2)] * values[q, t]
                         for r in T.unroll(rows):
                             for v in T.unroll(vectors):
                                 for e in T.vectorized(lanes):
