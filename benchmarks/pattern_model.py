@@ -9,7 +9,7 @@ conv bias instead: with random weights it would only rescale). Every 3x3 conv is
 the stem and the shortcuts stay dense. Engines interleaved in one run, all on the same masked ONNX: gearshift
 with `--sparsity pattern` (the patterns already in the weights), ONNX Runtime, gearshift dense,
 torch dense. The pass decides per layer. Pruned weights are rescaled to their dense norm so that
-activations keep their scale through the 13 layers (errors are then comparable with the outputs).
+activations keep their scale through the layers (errors are then comparable with the outputs).
 Writes benchmarks/results/pattern_model.{json,md} (VGG-16) or pattern_model_resnet18.{json,md}.
 
     python benchmarks/pattern_model.py [--model vgg16|resnet18] [--repeat 10] [--size 224]

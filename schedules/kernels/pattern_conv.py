@@ -79,7 +79,7 @@ def pattern_conv2d(n: int, cin: int, cout: int, h: int, w: int, pads: tuple[int,
     rows, vectors = block or choose_block(oh, ow, lanes)
     width = vectors * lanes
     ohp, owp = padded_extent(h, w, pads, stride, lanes, block)
-    hp, wq = (ohp - 1) * stride + 3, owp + 2 // stride  # wq: padded columns per phase (see `xp`)
+    hp, wq = (ohp - 1) * stride + 3, owp + (2 // stride)  # wq: padded columns per phase (see `xp`)
     npat, kept = len(masks), max(kept, 1)
     taps = [[divmod(int(c), 3) for c in np.flatnonzero(m.ravel())] for m in masks]
     if any(len(t) != 4 for t in taps):
