@@ -69,6 +69,7 @@ CASES = {
     "conv 3x3 row form (OW 20)": (conv(1, 3, 16, 18, 20), "Conv2d"),
     "conv 3x3 flattened form (OW 19), CO 10 padded": (conv(1, 5, 10, 17, 19), "Conv2d"),
     "conv stride 2": (conv(1, 8, 24, 15, 15, stride=2), "Conv2d"),
+    "conv stride 2 to 7x7 (flat pixels rounded up to whole blocks)": (conv(1, 8, 24, 14, 14, stride=2), "Conv2d"),
     "conv 1x1, batch 2": (conv(2, 16, 32, 7, 7, k=1, pads=(0, 0, 0, 0)), "Conv2d"),
     "conv asymmetric padding": (conv(1, 4, 8, 9, 12, pads=(0, 1, 2, 0)), "Conv2d"),
     "depthwise conv (TVM's kernel)": (conv(1, 8, 8, 10, 10, group=8), None),
