@@ -61,9 +61,12 @@ def packed_conv2d(x: te.Tensor, wp: te.Tensor, co_len: int, strides: tuple[int, 
             return out
         return te.compute((n_len, co_len, oh_len, ow_len), lambda *i: out[i], name="gs_conv2d_crop")
     m_len = oh_len * ow_len
+
+    def pixel(m):  # the extra pixels of the last block recompute the last one
+        return te.min(m, m_len - 1)
+
     flat = te.compute((n_len, panels * cols, -(-m_len // rows) * rows),  # whole blocks: no tail predicate
-                      lambda n, co, m: te.sum(term(n, co, te.min(m, m_len - 1) // ow_len, te.min(m, m_len - 1) % ow_len),
-                                              axis=[ci, kh, kw]),
+                      lambda n, co, m: te.sum(term(n, co, pixel(m) // ow_len, pixel(m) % ow_len), axis=[ci, kh, kw]),
                       name=CONV_FLAT_BLOCK)
     return te.compute((n_len, co_len, oh_len, ow_len), lambda n, co, h, v: flat[n, co, h * ow_len + v],
                       name="gs_conv2d_unflatten")
