@@ -31,17 +31,19 @@ import gearshift
 from gearshift.bench import thread_count
 from gearshift.frontend.patterns import library, project
 from gearshift.schedules.kernels.bsr import project as bsr_project
+from gearshift.schedules.kernels.pattern_conv import out_extent
 
 LAYERS = [(128, 128, 56, 1), (256, 256, 28, 1), (512, 512, 14, 1),  # (in, out channels, input size, stride)
           (64, 128, 56, 2), (128, 256, 28, 2), (256, 512, 14, 2)]
 PATTERNS, CONNECTIVITY = 4, 0.72
+PADS = (1, 1, 1, 1)
 
 
 def conv_model(w: np.ndarray, b: np.ndarray, size: int, stride: int = 1) -> onnx.ModelProto:
     cout, cin = w.shape[:2]
-    out = (size - 1) // stride + 1
+    out = out_extent(size, size, PADS, stride)[0]
     graph = helper.make_graph(
-        [helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1], strides=[stride, stride],
+        [helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=list(PADS), strides=[stride, stride],
                           kernel_shape=[3, 3], name="conv")],
         "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cin, size, size])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, cout, out, out])],
@@ -53,7 +55,7 @@ def layer_case(cin: int, cout: int, size: int, stride: int) -> dict:
     """The layer built for every engine, outputs computed; `time_round` times it, `finish` sums it up."""
     rng = np.random.default_rng(0)
     w = (rng.standard_normal((cout, cin, 3, 3)) / np.sqrt(9 * cin)).astype(np.float32)
-    out = (size - 1) // stride + 1
+    out = out_extent(size, size, PADS, stride)[0]
     tag = f"{size}" if stride == 1 else f"{size}s{stride}"
     masked, _, _ = project(w, library(w, PATTERNS), CONNECTIVITY)
     b = rng.standard_normal(cout).astype(np.float32)
