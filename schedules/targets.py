@@ -11,6 +11,11 @@ compiler that links it. Phones' core counts are their big clusters (4 cores).
 | `arm-a76`    | Cortex-A76 big cores, aarch64 NEON + dot-product (int8)               |
 | `mali-g76`   | Mali-G76 GPU through OpenCL, host code for Cortex-A76                 |
 | `adreno-640` | Adreno 640 GPU through OpenCL, host code for Cortex-A76 (Kryo 485)    |
+| `x86-avx2`   | an x86-64 CPU with AVX2 + FMA (Zen 3), this machine's core count      |
+| `x86-avx512` | an x86-64 CPU with AVX-512 (Skylake-SP), this machine's core count    |
+
+The two x86 names pin the ISA, whatever this machine has: decisions that depend on the vector width
+(the cost models, the register blocks) are tested against them, never against `host`.
 """
 
 from __future__ import annotations
@@ -52,6 +57,11 @@ def _arm(mcpu: str, mattr: list[str]) -> dict:
     return {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": mcpu, "mattr": mattr, "num-cores": 4}
 
 
+def _x86(name: str, mcpu: str, what: str) -> TargetInfo:
+    config = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu, "num-cores": os.cpu_count() or 1}
+    return TargetInfo(name, f"{what} ({mcpu}), {config['num-cores']} cores", config, "x86_64", None)
+
+
 def _host() -> TargetInfo:
     from tvm.target import codegen
 
@@ -72,13 +82,18 @@ _FIXED = {
 }
 
 
+_X86 = {"x86-avx2": ("znver3", "x86-64 with AVX2 + FMA"), "x86-avx512": ("skylake-avx512", "x86-64 with AVX-512")}
+
+
 def target_names() -> list[str]:
-    return ["host", *_FIXED]
+    return ["host", *_FIXED, *_X86]
 
 
 def get_target(name: str) -> TargetInfo:
     if name == "host":
         return _host()
+    if name in _X86:
+        return _x86(name, *_X86[name])
     if name not in _FIXED:
         raise TargetError(f"unknown target {name!r}; known targets: {', '.join(target_names())}")
     return _FIXED[name]

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+import gearshift
 from conftest import assert_close, ort_run
 from gearshift.frontend.patterns import block_fits, block_library, block_project, column_library, dense_library
 from gearshift.relay_passes.block_sparse import _Masks, block_patterns_of, check_kernel
@@ -150,7 +152,8 @@ def test_existing_patterns_detected(tmp_path):
 
 
 def test_fallbacks(tmp_path):
-    """N not divisible by the block: dense with the reason; M off the vector width: full blocks."""
+    """N not divisible by the block: dense with the reason; M off the vector width: full blocks, run on
+    the host at a density every x86 ISA's cost model takes."""
     w = RNG.standard_normal((64, 30)).astype(np.float32)
     feeds = {"x": RNG.standard_normal((16, 64)).astype(np.float32)}
     built, _ = compile_run(fc_model(w, None, 16), "pattern:4:0.5", feeds, tmp_path)
@@ -158,8 +161,21 @@ def test_fallbacks(tmp_path):
     w = RNG.standard_normal((64, 96)).astype(np.float32)
     proto = fc_model(w, None, 5)
     feeds = {"x": RNG.standard_normal((5, 64)).astype(np.float32)}
-    built, out = compile_run(proto, "pattern:4:0.8", feeds, tmp_path / "b")
+    built, out = compile_run(proto, "pattern:4:0.95", feeds, tmp_path / "b")
     layer = built.report["sparse_layers"][0]
     assert layer["decision"] == "pattern" and "run as full blocks" in layer["block"], layer
-    reference = fc_model(np.ascontiguousarray(block_project(w.T, block_library(w.T, 4, 4, 8, 4), 0.8)[0].T), None, 5)
+    reference = fc_model(np.ascontiguousarray(block_project(w.T, block_library(w.T, 4, 4, 8, 4), 0.95)[0].T), None, 5)
     assert_close(out, ort_run(reference.SerializeToString(), feeds)[0])
+
+
+@pytest.mark.parametrize("target,sparsity,decision", [
+    ("x86-avx2", 0.8, "pattern"), ("x86-avx2", 0.95, "pattern"),
+    # 4-wide blocks along the outputs fill a quarter of a 16-lane vector: at 20 % density dense wins
+    ("x86-avx512", 0.8, "dense"), ("x86-avx512", 0.95, "pattern")])
+def test_full_block_decision_per_isa(target, sparsity, decision):
+    """The cost model's choice for a 4x4-pattern layer at M = 5 (off the vector width), per named ISA."""
+    w = RNG.standard_normal((64, 96)).astype(np.float32)
+    built = gearshift.compile_model(fc_model(w, None, 5), target, sparsity=f"pattern:4:{sparsity}")
+    layer = built.report["sparse_layers"][0]
+    assert layer["decision"] == decision, layer
+    assert "run as full blocks" in layer["block"]
