@@ -67,5 +67,5 @@ class _PackDense(PyExprMutator):
                                                           primfunc_name_hint="gs_pack_conv_weight"))
         self.count += 1
         return self.builder_.call_te(packed_conv2d, x, packed, co_len, tuple(int(s) for s in a.strides),
-                                     tuple(int(p) for p in a.padding), self.micro.rows,
+                                     tuple(int(p) for p in a.padding), self.micro.for_conv().rows,
                                      primfunc_name_hint="gs_conv2d")

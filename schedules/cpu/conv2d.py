@@ -28,7 +28,7 @@ class Conv2d(Rule):
         if not flat and CONV_BLOCK not in names:
             return None
         at = names.index(CONV_FLAT_BLOCK if flat else CONV_BLOCK)
-        return self._schedule(sch, infos, at, microkernel(target), flat)
+        return self._schedule(sch, infos, at, microkernel(target).for_conv(), flat)
 
     def _schedule(self, sch, infos, at, micro, flat: bool) -> s_tir.Schedule | None:
         block = infos[at].block_rv

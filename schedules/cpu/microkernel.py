@@ -5,12 +5,12 @@ broadcast of A per row feed rows x vectors FMAs per k step. The block is chosen 
 register file while leaving room for the operands:
 - AVX-512: 32 zmm: 8 x 3 = 24 accumulators (reached parity with ONNX Runtime on an AVX-512 machine);
 - AVX2: 16 ymm: 4 x 3 = 12 accumulators (measured here on Zen 3: 6 x 2 was equal, 8 x 1 1.5x slower);
-- NEON: 32 q registers: 8 x 3 = 24 accumulators of 4 lanes.
+- NEON: 32 q registers: 8 x 3 = 24 accumulators of 4 lanes; the direct conv takes 4 rows (`for_conv`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -18,11 +18,18 @@ class Microkernel:
     lanes: int  # fp32 elements per vector register
     rows: int  # rows of A (activations) per register block
     vectors: int  # vectors of B columns per register block
+    conv_rows: int = 0  # output pixels per conv register block (0: `rows`); see `for_conv`
 
     @property
     def cols(self) -> int:
         """Columns of B per register block: the packed weight's panel width."""
         return self.lanes * self.vectors
+
+    def for_conv(self) -> Microkernel:
+        """The block the direct conv uses. On NEON the 3 x 3 taps share input values across rows (a
+        pixel is one tap's input for three rows): LLVM keeps them in registers, which beside 8 rows
+        of accumulators spilled q registers in the hot loop (read in its assembly: 6 and 7 rows spill too, 4 do not)."""
+        return replace(self, rows=self.conv_rows or self.rows, conv_rows=0)
 
     def conv_cols(self, channels: int) -> int:
         """Output channels per conv register block: the widest block (at most `cols`) that divides
@@ -43,13 +50,14 @@ class Microkernel:
         return min(self.rows, m)
 
 
+CONV_ROWS=7
 def microkernel(target) -> Microkernel:
     """The microkernel for a TVM LLVM target (x86 with or without AVX-512, or aarch64 NEON)."""
     from tvm.target import codegen
 
     triple = str(target.attrs.get("mtriple", "")) or codegen.llvm_get_system_triple()
     if triple.startswith(("aarch64", "arm")):
-        return Microkernel(lanes=4, rows=8, vectors=3)
+        return Microkernel(lanes=4, rows=8, vectors=3, conv_rows=4)
     if codegen.llvm_cpu_has_features("avx512f", target):
         return Microkernel(lanes=16, rows=8, vectors=3)
     if codegen.llvm_cpu_has_features("avx2", target) or codegen.llvm_cpu_has_features("avx", target):
