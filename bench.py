@@ -1,7 +1,11 @@
-"""Timing the way the benchmark protocol asks: peers interleaved in one run, warm-up, then medians.
+"""Timing the way the benchmark protocol asks: peers in one run, warm-up, then medians.
 
-Shared by `gearshift demo` and the scripts in `benchmarks/`. Interleaving (one call of each engine
-per round) spreads the drift of a shared machine over every engine alike, so ratios stay honest.
+Shared by `gearshift demo` and the scripts in `benchmarks/`. The headline mode is `time_blocks`:
+each engine is called back to back for a block (after its own warm-up), then the next engine, and
+the blocks alternate for several rounds. That is the steady state a deployed model sees (one model
+called again and again), and alternating the blocks still spreads the machine's drift over every
+engine alike. `time_interleaved` (one call of each engine per round) is the secondary mode: it
+measures a model called right after a peer ran (cold caches, a pool woken from sleep).
 """
 
 from __future__ import annotations
@@ -58,6 +62,23 @@ def time_interleaved(engines: Mapping[str, Callable[[], object]], *, warmup: int
     return times
 
 
+def time_blocks(engines: Mapping[str, Callable[[], object]], *, warmup: int = 3, repeat: int = 20,
+                rounds: int = 4) -> dict[str, list[float]]:
+    """Milliseconds of at least `repeat` calls of each engine: `rounds` rounds, in each of which every
+    engine in turn makes `warmup` untimed calls then a block of ceil(repeat / rounds) timed ones."""
+    block = max(1, -(-repeat // max(1, rounds)))
+    times: dict[str, list[float]] = {name: [] for name in engines}
+    for _ in range(max(1, rounds)):
+        for name, fn in engines.items():
+            for _ in range(warmup):
+                fn()
+            for _ in range(block):
+                t = time.perf_counter()
+                fn()
+                times[name].append((time.perf_counter() - t) * 1e3)
+    return times
+
+
 def summarize(times: list[float]) -> dict[str, float]:
     return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)), "runs": len(times)}
 
@@ -67,11 +88,43 @@ def thread_count() -> int:
     return int(os.environ.get("TVM_NUM_THREADS", os.cpu_count() or 1))
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), e.g. "Intel(R) Xeon(R) Processor"."""
+    for line in _cpuinfo().splitlines():
+        if line.lower().startswith(("model name", "hardware", "cpu model")):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def isa() -> str:
+    """The widest fp32 vector ISA this CPU has: "AVX-512", "AVX2", "NEON" or the bare architecture."""
+    flags = set()
+    for line in _cpuinfo().splitlines():
+        if line.lower().startswith(("flags", "features")):
+            flags.update(line.split(":", 1)[1].split())
+    if "avx512f" in flags:
+        return "AVX-512"
+    if "avx2" in flags:
+        return "AVX2"
+    if "asimd" in flags or platform.machine() in ("aarch64", "arm64"):
+        return "NEON"
+    return platform.machine()
+
+
+def _cpuinfo() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def machine() -> dict:
     import onnxruntime
     import torch
     import tvm
 
-    return {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+    return {"machine": platform.machine(), "cpu": cpu_model(), "isa": isa(),
+            "processor": platform.processor() or platform.machine(),
             "cores": os.cpu_count(), "threads": thread_count(), "python": platform.python_version(),
             "tvm": tvm.__version__, "onnxruntime": onnxruntime.__version__, "torch": torch.__version__}

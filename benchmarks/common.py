@@ -1,8 +1,9 @@
 """What every benchmark script shares: peers set up alike, outputs checked, results written.
 
-Protocol (../shared/notes/benchmark-protocol.md): one process, peers interleaved, same thread count,
-3 warm-up calls then >= 20 timed calls, medians and p90, ratios against ONNX Runtime, outputs
-checked to agree before timing. ONNX Runtime runs with default graph optimisations; its thread
+Protocol (../shared/notes/benchmark-protocol.md): one process, same thread count, outputs checked to
+agree before timing; the headline figure times engines in alternating blocks (`time_blocks`: 3
+warm-up calls per block, >= 20 timed calls per engine, medians and p90, ratios against ONNX
+Runtime); call-by-call interleaving is kept beside it as the labelled secondary mode. ONNX Runtime runs with default graph optimisations; its thread
 pool's spin-wait is turned off, because on a 2-core machine a spinning pool steals the cores the
 next engine in the round needs (it measured no slower without it here). For the same reason torch's
 OpenMP pool waits passively and TVM's pool does not spin (gearshift_quiet.py sets them before
@@ -27,12 +28,13 @@ from gearshift.bench import (  # noqa: E402
     pools_are_quiet,
     summarize,
     thread_count,
+    time_blocks,
     time_interleaved,
 )
 
 assert pools_are_quiet(), "import benchmarks/common.py before anything that imports tvm or torch"
 RESULTS = Path(__file__).resolve().parent / "results"
-__all__ = ["aligned", "compare", "in_rounds", "log", "merge_rounds", "ort_session", "pair_and_alone", "round_ratios", "table",
+__all__ = ["aligned", "compare", "machine_note", "time_blocks", "in_rounds", "log", "merge_rounds", "ort_session", "pair_and_alone", "round_ratios", "table",
            "threads_note", "write_results"]
 
 
@@ -47,16 +49,19 @@ def aligned(a: np.ndarray) -> np.ndarray:
 
 
 def compare(name: str, engines: dict, outputs: dict, reference: str = "onnxruntime", repeat: int = 20,
-            flops: int | None = None) -> dict:
-    """Check every engine's output against `reference`, then time them interleaved."""
+            flops: int | None = None, interleaved: bool = True) -> dict:
+    """Check every engine's output against `reference`, then time them in alternating blocks (the
+    headline) and, if `interleaved`, call by call (secondary: `interleaved_median_ms`, `interleaved_ratio`)."""
     ref = outputs[reference]
     errors = {k: float(np.abs(np.asarray(v, dtype=np.float32) - ref).max()) for k, v in outputs.items()}
-    times = time_interleaved(engines, repeat=repeat)
-    stats = {k: summarize(v) for k, v in times.items()}
+    stats = {k: summarize(v) for k, v in time_blocks(engines, repeat=repeat).items()}
+    second = {k: summarize(v)["median_ms"] for k, v in time_interleaved(engines, repeat=repeat).items()} if interleaved else {}
     base = stats[reference]["median_ms"]
-    row = {"case": name, "engines": {}}
+    row = {"case": name, "timing": "blocks", "engines": {}}
     for k, s in stats.items():
         row["engines"][k] = {**s, "ratio_vs_" + reference: s["median_ms"] / base, "max_abs_error": errors[k]}
+        if second:
+            row["engines"][k].update(interleaved_median_ms=second[k], interleaved_ratio=second[k] / second[reference])
         if flops:
             row["engines"][k]["gflops"] = flops / s["median_ms"] / 1e6
     if flops:
@@ -124,6 +129,11 @@ def table(rows: list[tuple]) -> str:
     from gearshift.frontend.cli import format_table
 
     return format_table([tuple(str(c) for c in r) for r in rows])
+
+
+def machine_note() -> str:
+    m = machine()
+    return f"{m['cpu']} ({m['isa']}), {m['cores']} cores"
 
 
 def threads_note() -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gearshift.bench import machine, ort_session, summarize, thread_count, time_interleaved
+from gearshift.bench import machine, ort_session, summarize, thread_count, time_blocks
 from gearshift.schedules.build import Log
 
 BATCH, SEQ_LEN = 1, 128
@@ -52,9 +52,9 @@ def run_demo(out_dir: Path, repeat: int = 20, log: Log = lambda _msg: None) -> s
     errors = {"gearshift": float(np.abs(gear_out - reference).max()), "onnxruntime": 0.0,
               "torch": float(np.abs(torch_out - reference).max())}
 
-    log(f"timing {repeat} interleaved runs per engine, {threads} threads")
+    log(f"timing {repeat} runs per engine in alternating blocks, {threads} threads")
     with torch.no_grad():
-        times = time_interleaved({
+        times = time_blocks({
             "gearshift": lambda: session.run(inputs),
             "onnxruntime": lambda: ort.run(None, inputs),
             "torch": lambda: model(**torch_inputs),
@@ -68,7 +68,7 @@ def run_demo(out_dir: Path, repeat: int = 20, log: Log = lambda _msg: None) -> s
         rows.append((name, f"{s['median_ms']:.3f}", f"{s['p90_ms']:.3f}", f"{s['median_ms'] / base:.2f}x",
                      f"{errors[name]:.2e}"))
     m = machine()
-    note = (f"\nmachine: {m['processor']}, {m['cores']} cores, {threads} threads; tvm {m['tvm']}, "
+    note = (f"\nmachine: {m['cpu']} ({m['isa']}), {m['cores']} cores, {threads} threads; tvm {m['tvm']}, "
             f"onnxruntime {m['onnxruntime']}, torch {m['torch']}\n"
-            "Engines timed in turn, idle thread pools not spinning; benchmarks/ has full-size models.")
+            "Engines timed in alternating blocks, idle thread pools not spinning; benchmarks/ has full-size models.")
     return format_table(rows) + note

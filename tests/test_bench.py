@@ -1,11 +1,11 @@
-"""The timing helpers: interleaving, statistics, and the benchmark's early environment."""
+"""The timing helpers: alternating blocks, interleaving, statistics, and the benchmark's early environment."""
 
 from __future__ import annotations
 
 import importlib.util
 import pathlib
 
-from gearshift.bench import QUIET_POOLS, summarize, time_interleaved
+from gearshift.bench import QUIET_POOLS, summarize, time_blocks, time_interleaved
 
 
 def test_interleaved_rounds_and_stats():
@@ -23,3 +23,10 @@ def test_benchmark_environment_matches_library():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.QUIET == QUIET_POOLS
+
+
+def test_blocks_alternate_engines_with_their_own_warmup():
+    calls = []
+    times = time_blocks({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, warmup=2, repeat=5, rounds=2)
+    assert calls == (["a"] * 5 + ["b"] * 5) * 2  # per round: 2 warm-ups + a block of 3, per engine in turn
+    assert [len(v) for v in times.values()] == [6, 6]  # at least `repeat` timed calls each
