@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import compare, log, machine_note, ort_session, table, threads_note, write_results  # first: sets thread env
+from common import aligned, compare, log, machine_note, ort_session, table, threads_note, write_results  # first: sets thread env
 import numpy as np
 import torch
 from peak import fma_peak_gflops
@@ -60,6 +60,7 @@ def case(name: str):
 
 def run_case(name: str, repeat: int) -> dict:
     module, feeds, flops = case(name)
+    feeds = {k: aligned(v) for k, v in feeds.items()}  # every engine reads the same 64-byte aligned arrays
     proto = export_torch(module, feeds, output_names=["y"])
     t0 = time.perf_counter()
     session = gearshift.Session(gearshift.save(gearshift.compile_model(proto, "host"), f"out/bench-{name}",

@@ -124,13 +124,17 @@ def _conv(ci: int, co: int, hw: int, stride: int):
     def build(target, micro: Microkernel):
         from onnx import helper
 
+        from gearshift.schedules.kernels.conv2d import row_block
+
         rng = np.random.default_rng(0)
         nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1], strides=[stride, stride]),
                  helper.make_node("Relu", ["c"], ["y"])]
         out = (hw + 2 - 3) // stride + 1
         proto = _onnx(nodes, {"x": [1, ci, hw, hw]}, "y", [1, co, out, out],
                       {"w": rng.standard_normal((co, ci, 3, 3)), "b": rng.standard_normal(co)})
-        return model_asm(proto, target), micro.for_conv().rows * micro.conv_cols(co) // micro.lanes
+        conv = micro.for_conv()
+        rows = row_block(out, conv.rows) or conv.rows
+        return model_asm(proto, target), rows * micro.conv_cols(co) // micro.lanes
     return build
 
 
