@@ -30,7 +30,8 @@ def compile_model(
     """Compile `model` (see `gearshift.frontend.load` for what it may be) for `target`.
 
     sparsity: a `SparsityPlan`, or a spec for every weight layer such as "bsr:0.8" or "bsr:0.9:16x1"
-    (see `gearshift.relay_passes.block_sparse`)."""
+    (see `gearshift.relay_passes.plan`); None: the structure each weight already has ("found"),
+    "dense" to turn that off."""
     info = get_target(target)  # fail on a bad name before any slow work
     t = time.perf_counter()
     proto = load(model, example_inputs, input_shapes=input_shapes, exporter=exporter,
@@ -38,7 +39,7 @@ def compile_model(
     imported = to_relax(proto)
     log(f"import: {len(proto.graph.node)} ONNX nodes after clean-up, {len(imported.weights)} weights "
         f"({time.perf_counter() - t:.1f} s)")
-    plan = SparsityPlan.parse(sparsity) if isinstance(sparsity, str) else sparsity
+    plan = SparsityPlan.parse(sparsity) if isinstance(sparsity, str) or sparsity is None else sparsity
     built = build(imported, info, log=log, sparsity=plan)
     built.report["import_seconds"] = round(
         time.perf_counter() - t - built.report["transform_seconds"] - built.report["build_seconds"], 3)

@@ -58,7 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     com.add_argument("--name", help="the model's name in the manifest (default: the file's stem)")
     com.add_argument("--force", action="store_true", help="replace an existing artifact directory")
     com.add_argument("--sparsity", metavar="SPEC",
-                     help="what every weight layer becomes: dense, bsr (keep the zeros it has), bsr:0.8 "
+                     help="what every weight layer becomes: found (default: the zero blocks, 3x3 patterns or "
+                          "circulant blocks the weight already has, where the cost model predicts a gain), "
+                          "dense (turn that off), bsr (keep the zeros it has), bsr:0.8 "
                           "(80%% of blocks zero, block shape by cost model), bsr:0.8:16x1; pattern (keep the patterns it has), "
                           "pattern:4:0.72 (3x3 convs: 4 patterns of 4-of-9, 72%% of kernels removed; dense layers: "
                           "4 patterns of 8 in 4x4 blocks, 72%% of blocks removed), pattern:4:0.75:4x4:8 (dense "

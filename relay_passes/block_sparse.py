@@ -30,6 +30,7 @@ from gearshift.frontend.inventory import detect_blocks
 from gearshift.frontend.patterns import block_project, dense_library
 from gearshift.relay_passes import circulant
 from gearshift.relay_passes.epilogue import find_epilogues
+from gearshift.relay_passes.found import found_dense
 from gearshift.relay_passes.exprs import bias_add_of, bias_adds, dims, weight_matmul
 from gearshift.relay_passes.plan import LayerSpec, SparsityPlan
 from gearshift.schedules.cpu.microkernel import Microkernel
@@ -37,6 +38,7 @@ from gearshift.schedules.kernels.bsr import Tile, bsr_matmul, choose_tile, kept_
 from gearshift.schedules.kernels.epilogue import apply_numpy
 
 CANDIDATES = ((16, 1), (8, 1), (4, 4), (1, 16), (1, 4))
+NOTHING_FOUND = "no structure found in the weight"
 PATTERN_BLOCK = (4, 4)  # the block of dense-layer patterns when the spec names none
 PATTERN_BLOCKS = ((16, 4), (4, 4), (8, 1), (2, 8), (4, 8), (8, 4))  # where existing patterns are looked for, in turn
 CHECK_ATOL, CHECK_RTOL = 1e-4, 1e-3
@@ -90,6 +92,7 @@ class LayerReport:
     predicted_speedup: float = 1.0
     check_error: float | None = None
     epilogue: str = ""  # the elementwise ops the kernel applies on the way out (e.g. "relu"), if any
+    found: bool = False  # the structure was found in the weight (the default spec), not asked for
 
 
 def block_sparsify(mod: tvm.IRModule, weights: list[np.ndarray], names: list[str], plan: SparsityPlan,
@@ -193,6 +196,12 @@ class _BlockSparsify(WeightLayerWalk):
     def _rewrite(self, var, new, x, w) -> relax.Expr:
         name = self.names[w]
         spec = self.plan.for_layer(name)
+        found = spec.kind == "found"
+        if found:
+            spec = found_dense(self.values[w].T)
+            if spec is None:
+                self.reports.append(nothing_found(name, self.values[w]))
+                return new
         if spec.kind == "dense":
             return new
         weight = self.values[w]
@@ -201,8 +210,10 @@ class _BlockSparsify(WeightLayerWalk):
         report = LayerReport(name, (k, n), "dense", "", dense_bytes=weight.nbytes, packed_bytes=weight.nbytes)
         self.reports.append(report)
         if spec.kind == "circulant":
+            mark_found(report, found)
             return circulant.rewrite(self, var, new, x, w, spec, report)
         choice = self._choose(spec, weight.T, m, report) if spec.kind == "bsr" else self._patterns(spec, weight.T, m, report)
+        mark_found(report, found)
         if choice is None:
             return new
         (r, c), pruned_t, masks = choice
@@ -320,6 +331,17 @@ def pad_blocks(array: np.ndarray, capacity: int) -> np.ndarray:
     if len(array) > capacity:
         raise ValueError(f"{len(array)} blocks exceed the capacity of {capacity}")
     return np.concatenate([array, np.zeros((capacity - len(array), *array.shape[1:]), array.dtype)])
+
+
+def nothing_found(name: str, weight: np.ndarray) -> LayerReport:
+    return LayerReport(name, tuple(weight.shape), "dense", NOTHING_FOUND, dense_bytes=weight.nbytes,
+                       packed_bytes=weight.nbytes)
+
+
+def mark_found(report: LayerReport, found: bool) -> None:
+    """Say in the report that the structure was found, not asked for (the default `found` spec)."""
+    if found:
+        report.found = True
 
 
 def spec_reason(spec: LayerSpec) -> str:

@@ -26,9 +26,10 @@ from tvm.relax.expr_functor import mutator
 
 from gearshift.frontend.patterns import fits, library, project
 from gearshift.relay_passes.block_sparse import (CHECK_ATOL, CHECK_RTOL, LayerReport, Log, WeightLayerWalk,
-                                                build_for_host, new_weight, rewrite_main)
+                                                build_for_host, mark_found, new_weight, nothing_found, rewrite_main)
 from gearshift.relay_passes.exprs import bias_adds, dims, is_op, static_f32
-from gearshift.relay_passes.plan import SparsityPlan
+from gearshift.relay_passes.found import found_conv
+from gearshift.relay_passes.plan import LayerSpec, SparsityPlan
 from gearshift.schedules.cpu.microkernel import Microkernel
 from gearshift.schedules.kernels.pattern_conv import (channel_group, choose_block, out_extent, pack, padded_extent,
                                                       pattern_conv2d)
@@ -92,9 +93,16 @@ class _PatternSparsify(WeightLayerWalk):
             return new
         x, w = call.args
         spec = self.plan.for_layer(self.names[w])
+        found = spec.kind == "found"
+        if found:
+            spec = found_conv(self.values[w]) or LayerSpec("dense")
+            if spec.kind == "dense" and self.values[w].shape[2:] == (3, 3):
+                self.reports.append(nothing_found(self.names[w], self.values[w]))
         if spec.kind != "pattern" or not static_f32(x) or not static_f32(w):
             return new
-        return self._rewrite(var, call, new, spec)
+        out = self._rewrite(var, call, new, spec)
+        mark_found(self.reports[-1], found)
+        return out
 
     def _rewrite(self, var, call: relax.Call, new: relax.Expr, spec) -> relax.Expr:
         x, w = call.args

@@ -1,6 +1,8 @@
 """The sparsity plan: what each weight layer becomes, from `--sparsity` and `--layer-sparsity`.
 
 Specs (one grammar for every kind; errors name the bad part and show an example):
+  found                                  the structure the weight already has, if any (the default;
+                                         relay_passes/found.py)
   dense                                  leave the layer alone
   bsr[:SPARSITY[:RxC]]                   block-sparse (relay_passes/block_sparse.py)
   pattern[:K[:CONNECTIVITY[:RxC[:E]]]]   3x3 convs: PatDNN patterns (pattern_sparse.py); dense
@@ -21,7 +23,7 @@ FORMS = ("baked", "runtime")
 
 @dataclass(frozen=True)
 class LayerSpec:
-    kind: str  # "dense", "bsr", "pattern" or "circulant" (block = (B, B))
+    kind: str  # "found", "dense", "bsr", "pattern" or "circulant" (block = (B, B))
     sparsity: float | None = None  # bsr: fraction of blocks zeroed; pattern: of 3x3 kernels or blocks removed; None: keep W's zeros
     block: tuple[int, int] | None = None  # bsr: None = the cost model chooses; pattern (dense layers): None = 4x4
     patterns: int | None = None  # pattern: library size K; None: the patterns W already has
@@ -29,8 +31,8 @@ class LayerSpec:
     path: str | None = None  # circulant: "fft" or "direct" forced (None: the cost model chooses)
 
     def __str__(self) -> str:
-        if self.kind == "dense":
-            return "dense"
+        if self.kind in ("dense", "found"):
+            return self.kind
         if self.kind == "circulant":
             return ":".join(["circulant", str(self.block[0]) if self.block else "", self.path or ""]).rstrip(":")
         if self.kind == "pattern":
@@ -45,14 +47,14 @@ class LayerSpec:
 def parse_spec(text: str) -> LayerSpec:
     """`dense`, `bsr` (use existing zeros), `bsr:0.8` (80 % of blocks zero), `bsr:0.8:16x1`, `bsr::16x1`."""
     parts = text.strip().lower().split(":")
-    if parts == ["dense"]:
-        return LayerSpec("dense")
+    if parts in (["dense"], ["found"]):
+        return LayerSpec(parts[0])
     if parts[0] == "pattern":
         return _parse_pattern(text, parts)
     if parts[0] == "circulant":
         return _parse_circulant(text, parts)
     if parts[0] != "bsr" or len(parts) > 3:
-        raise InputError(f"bad sparsity spec {text!r}: expected dense, bsr, bsr:SPARSITY or bsr:SPARSITY:RxC "
+        raise InputError(f"bad sparsity spec {text!r}: expected found, dense, bsr, bsr:SPARSITY or bsr:SPARSITY:RxC "
                          f"(e.g. bsr:0.8:16x1), pattern, pattern:K, pattern:K:CONNECTIVITY (e.g. pattern:4:0.72), "
                          f"or circulant, circulant:B (e.g. circulant:16)")
     sparsity = None
@@ -153,13 +155,18 @@ class SparsityPlan:
                 rules.append((re.compile(pattern), parse_spec(spec)))
             except re.error as err:
                 raise InputError(f"bad regular expression {pattern!r} in {item!r}: {err}") from None
-        return cls(parse_spec(default) if default else LayerSpec("dense"), rules, form)
+        return cls(parse_spec(default) if default else LayerSpec("found"), rules, form)
 
     def for_layer(self, name: str) -> LayerSpec:
         for pattern, spec in self.overrides:
             if pattern.search(name):
                 return spec
         return self.default
+
+    @property
+    def only_found(self) -> bool:
+        """Nothing asked for: every layer takes the structure its weight has (the default)."""
+        return self.default.kind in ("found", "dense") and all(s.kind in ("found", "dense") for _, s in self.overrides)
 
     @property
     def active(self) -> bool:

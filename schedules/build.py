@@ -90,6 +90,8 @@ def prepare(imported: Imported, info: TargetInfo, sparsity: SparsityPlan | None 
     model, weights, names = lifted.model, list(lifted.weights), list(lifted.names)
     layers: list = []
     dense_layers = 0
+    if sparsity is not None and sparsity.active and info.is_gpu and sparsity.only_found:
+        sparsity = None  # the GPU kernels are dense: structure found in the weights is not used there
     if sparsity is not None and sparsity.active and info.is_gpu:
         raise TargetError(f"block-sparse kernels exist for CPU targets only; {info.name} is a GPU target")
     if not info.is_gpu:
@@ -151,13 +153,21 @@ def transform_weights(transform: tvm.IRModule, weights: list[np.ndarray]) -> lis
 
 
 def log_layers(layers: list, log: Log) -> None:
+    from gearshift.relay_passes.block_sparse import NOTHING_FOUND
+
+    plain = [layer for layer in layers if layer.why == NOTHING_FOUND]
+    if plain:
+        log(f"  {len(plain)} of {len(layers)} weight layers: {NOTHING_FOUND} (dense)")
     for layer in layers:
+        if layer.why == NOTHING_FOUND:
+            continue
+        found = "found in the weight: " if getattr(layer, "found", False) else ""
         if layer.decision != "dense":
-            log(f"  {layer.name}: {layer.decision} {layer.block}, density {layer.density:.2f}, "
+            log(f"  {layer.name}: {found}{layer.decision} {layer.block}, density {layer.density:.2f}, "
                 f"{layer.dense_bytes / 1e6:.2f} -> {layer.packed_bytes / 1e6:.2f} MB, "
                 + ("not checked" if layer.check_error is None else f"check error {layer.check_error:.1e}"))
         else:
-            log(f"  {layer.name}: dense ({layer.why})")
+            log(f"  {layer.name}: {found}dense ({layer.why})")
     sparse = [layer for layer in layers if layer.decision != "dense"]
     if layers:
         dense_mb = sum(layer.dense_bytes for layer in layers) / 1e6

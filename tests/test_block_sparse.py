@@ -49,7 +49,7 @@ def test_parse_spec_and_errors():
     assert parse_spec("bsr::4x4") == LayerSpec("bsr", None, (4, 4))
     for text in ["dense", "bsr", "bsr:0.8", "bsr:0.8:16x1", "bsr::4x4"]:
         assert str(parse_spec(text)) == text  # specs print as they are written
-    for bad, msg in [("csr:0.5", "expected dense, bsr"), ("bsr:abc", "fraction"), ("bsr:1.0", r"\[0, 1\)"),
+    for bad, msg in [("csr:0.5", "expected found, dense, bsr"), ("bsr:abc", "fraction"), ("bsr:1.0", r"\[0, 1\)"),
                      ("bsr:0.5:16", "RxC"), ("bsr:0.5:0x4", "RxC"), ("bsr:0.5:4x4:1", "expected")]:
         with pytest.raises(InputError, match=msg):
             parse_spec(bad)
