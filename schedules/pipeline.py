@@ -3,7 +3,8 @@
 CPU: TVM's legalisation and operator fusion, then gearshift's schedule rules on every fused kernel,
 then TVM's lowering. GPU (OpenCL): TVM's default GPU pipeline, whose DLight rules bind threads.
 `ApplyRules` records which rule scheduled each kernel, so the build report can name the kernels
-that no dedicated rule matched.
+that no dedicated rule matched. A rule that raises counts as not matching: TVM's dlight rules raise
+on some shapes instead of returning None, and that must never reach the user as a TVM traceback.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ class ApplyRules:
                 self.report[gv.name_hint] = "written scheduled"
                 continue
             for rule in self.rules:
-                sch = rule.apply(func, self.target, False)
+                try:
+                    sch = rule.apply(func, self.target, False)
+                except Exception:  # noqa: BLE001  (TVM's own rules raise on shapes they do not handle:
+                    continue      # e.g. "is an output block"; the next rule, at worst Fallback, takes it)
                 if sch is not None:
                     updates[gv] = sch.mod["main"].with_attr("tirx.is_scheduled", True)
                     self.report[gv.name_hint] = type(rule).__name__

@@ -106,3 +106,23 @@ def test_arm_builds(name):
     assert "unscheduled" not in built.report["kernels"].values(), built.report["kernels"]
     if rule is not None:
         assert rule in built.report["kernels"].values()
+
+
+def test_a_rule_that_raises_falls_through():
+    """A rule raising a TVM error (as dlight's do on some shapes) counts as not matching."""
+    from gearshift.frontend.importer import to_relax
+    from gearshift.schedules.build import build
+    from gearshift.schedules.cpu import default_rules
+    import gearshift.schedules.pipeline as pipeline
+
+    class Raises:
+        def apply(self, func, target, tunable):
+            raise RuntimeError("The block s_tir.SBlock#0 is an output block")
+
+    original = pipeline.default_rules
+    pipeline.default_rules = lambda: [Raises(), *default_rules()]
+    try:
+        built = build(to_relax(elementwise((4, 64))), "host")
+    finally:
+        pipeline.default_rules = original
+    assert "Elementwise" in built.report["kernels"].values()
