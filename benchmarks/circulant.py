@@ -44,7 +44,7 @@ def kernel_case(k: int, n: int, b: int, repeat: int) -> dict:
     for name, spec in (("gearshift_fft", f"circulant:{b}:fft"), ("gearshift_direct", f"circulant:{b}:direct"),
                        ("gearshift_chosen", "circulant")):
         runs[name], layers[name] = session(proto, spec, f"out/bench-circ-{name}")
-    runs["gearshift_dense"] = gearshift.Session(gearshift.save(gearshift.compile_model(proto, "host"),
+    runs["gearshift_dense"] = gearshift.Session(gearshift.save(gearshift.compile_model(proto, "host", sparsity="dense"),
                                                                "out/bench-circ-dense", overwrite=True))
     ort = ort_session(proto.SerializeToString())
     tx, tw, tb = torch.from_numpy(x), torch.from_numpy(wt), torch.from_numpy(bias)
@@ -85,7 +85,7 @@ def model_case(repeat: int) -> dict:
     proto = export_torch(model, feeds, output_names=["y"])
     built = gearshift.compile_model(proto, "host", sparsity="circulant")  # found in the weights; others stay dense
     sparse = gearshift.Session(gearshift.save(built, "out/bench-circ-bert", overwrite=True))
-    dense = gearshift.Session(gearshift.save(gearshift.compile_model(proto, "host"), "out/bench-circ-bert-dense",
+    dense = gearshift.Session(gearshift.save(gearshift.compile_model(proto, "host", sparsity="dense"), "out/bench-circ-bert-dense",
                                              overwrite=True))
     ort = ort_session(proto.SerializeToString())
     outputs = {"gearshift_circulant": sparse.run(feeds)["y"], "onnxruntime": ort.run(None, feeds)[0],

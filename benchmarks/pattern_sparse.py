@@ -63,7 +63,7 @@ def layer_case(cin: int, cout: int, size: int, stride: int) -> dict:
     proto = conv_model(masked, b, size, stride)
     built = gearshift.compile_model(proto, "host", sparsity="pattern")
     sparse = gearshift.Session(gearshift.save(built, f"out/bench-pattern-{tag}", overwrite=True))
-    dense = gearshift.Session(gearshift.save(gearshift.compile_model(proto, "host"), f"out/bench-conv-dense-{tag}",
+    dense = gearshift.Session(gearshift.save(gearshift.compile_model(proto, "host", sparsity="dense"), f"out/bench-conv-dense-{tag}",
                                              overwrite=True))
     ort = ort_session(proto.SerializeToString())
     feeds = {"x": x}

@@ -97,7 +97,7 @@ def main() -> None:
         compile_ms[form] = [round(built.dense_reference["latency_ms"], 2)] + [round(built.info[n]["latency_ms"], 2)
                                                                              for n in SPARSITIES]
         log(f"{form}: compiled 4 levels in {compile_s[form]:.0f} s")
-    dense_session = gearshift.Session(gearshift.save(gearshift.compile_model(proto, "host"), work / "dense"))
+    dense_session = gearshift.Session(gearshift.save(gearshift.compile_model(proto, "host", sparsity="dense"), work / "dense"))
     sessions = {form: gearshift.Session(a) for form, a in arts.items()}
     inputs = {k: aligned(v) for k, v in feeds.items()}
     session_feeds.append(inputs)
