@@ -334,8 +334,9 @@ def pad_blocks(array: np.ndarray, capacity: int) -> np.ndarray:
 
 
 def nothing_found(name: str, weight: np.ndarray) -> LayerReport:
-    return LayerReport(name, tuple(weight.shape), "dense", NOTHING_FOUND, dense_bytes=weight.nbytes,
-                       packed_bytes=weight.nbytes)
+    """The report of a layer whose weight holds no structure (shape [K, N] as the other reports say it)."""
+    shape = (int(np.prod(weight.shape[1:])), int(weight.shape[0])) if weight.ndim == 4 else tuple(weight.shape)
+    return LayerReport(name, shape, "dense", NOTHING_FOUND, dense_bytes=weight.nbytes, packed_bytes=weight.nbytes)
 
 
 def mark_found(report: LayerReport, found: bool) -> None:
