@@ -86,3 +86,12 @@ def test_detection():
     assert found_conv(w) is None
     assert found_conv(project(w, library(w, 4))[0]) == LayerSpec("pattern")
     assert found_conv(np.zeros((8, 4, 1, 1), np.float32)) is None
+
+
+@pytest.mark.parametrize("target", ["x86-avx2", "x86-avx512", "arm-a76"])
+def test_found_on_every_isa(target):
+    """The cases above take their sparse kernel whichever ISA's cost model decides (built, not run)."""
+    for make in CASES.values():
+        proto, _, decision = make()
+        layer = gearshift.compile_model(proto, target).report["sparse_layers"][0]
+        assert (layer["decision"], layer["found"]) == (decision, True), layer
