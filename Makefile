@@ -7,7 +7,7 @@ VENV       := .venv
 PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
 
-.PHONY: setup system-deps demo test clean
+.PHONY: setup system-deps demo test sweep clean
 
 setup: $(STAMP) system-deps
 
@@ -29,6 +29,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# The whole architecture sweep (tests/test_sweep.py runs its fast tier): benchmarks/results/sweep.{json,md}
+sweep: setup
+	cd benchmarks && ../$(PY) sweep.py
 
 clean:
 	rm -rf out .pytest_cache

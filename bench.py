@@ -43,6 +43,7 @@ def ort_session(onnx_model: bytes | str):
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = thread_count()
+    options.log_severity_level = 3  # errors only: old-opset models draw a warning per session
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
 

@@ -9,15 +9,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # terminal colours some libraries put in their messages
 
 
 def summarize(err: BaseException, *, last: bool = False, lines: int = 1, width: int = 400) -> str:
     """A foreign error (protobuf, onnx, TVM) in a line or two for our messages. TVM puts its message
     last, after a C++ backtrace (`last=True`); onnx and protobuf put it first."""
-    text = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    text = [ANSI.sub("", ln).strip() for ln in str(err).strip().splitlines() if ln.strip()]
     if not text:
         return type(err).__name__
+    if "## Exception summary" in text:  # torch.export: the cause follows a page of advice
+        text = [text[0], *text[text.index("## Exception summary") + 1:]]
+        return " ".join(text[:2])[:width]
     return (text[-1] if last else " ".join(text[:lines]))[:width]
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from gearshift.frontend.torch_compat import make_torchvision_importable
 from gearshift.errors import GearshiftImportError, summarize
 from gearshift.frontend.cleanup import clean, rename_values
 
@@ -102,6 +103,7 @@ def export_torch(
         args, kwargs = tuple(as_tensor(a) for a in example_inputs), {}
         input_names = list(input_names) if input_names else [f"input_{i}" for i in range(len(args))]
     output_names = list(output_names) if output_names else None
+    make_torchvision_importable()
     module = module.eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
