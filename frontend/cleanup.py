@@ -21,6 +21,7 @@ from gearshift.errors import GearshiftImportError, InputShapeError, UnsupportedO
 MIN_OPSET = 13  # TVM's converters are written against opset 13+; older graphs are upgraded first.
 NONDETERMINISTIC = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
                     "Bernoulli", "Dropout"}
+FOLD_ROUNDS = 64  # fold, infer shapes, fold again, until nothing folds: each of Swin's window Pads takes a round
 FOLD_LIMIT = 1 << 22  # elements: a folded tensor larger than this (and than its inputs) stays computed
 
 
@@ -33,8 +34,10 @@ def clean(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]]) -> 
     out = _upgrade_opset(out)
     _set_input_shapes(out.graph, input_shapes)
     out = _infer_shapes(out)
-    fold_constants(out)
-    out = _infer_shapes(out)
+    for _ in range(FOLD_ROUNDS):  # a fold can make more shapes static, which unties the next chain
+        if not fold_constants(out):
+            break
+        out = _infer_shapes(out)
     check_supported(out)
     _name_anonymous_weights(out.graph)
     return out

@@ -105,10 +105,13 @@ def export_torch(
     output_names = list(output_names) if output_names else None
     make_torchvision_importable()
     module = module.eval()
+    fastpath = torch.backends.mha.get_fastpath_enabled()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             if exporter == "legacy":
+                # nn.MultiheadAttention's inference fast path is one fused op TorchScript cannot export
+                torch.backends.mha.set_fastpath_enabled(False)
                 if kwargs:  # TorchScript tracing passes keywords badly to HF models: call them by name ourselves
                     module, args, kwargs = _keyword_call(module, list(kwargs)), tuple(kwargs.values()), {}
                 buf = io.BytesIO()
@@ -122,6 +125,8 @@ def export_torch(
                 return _restore_weight_names(program.model_proto, module)
         except Exception as err:
             raise GearshiftImportError(f"torch.onnx.export ({exporter}) failed: {summarize(err, width=300)}") from err
+        finally:
+            torch.backends.mha.set_fastpath_enabled(fastpath)
     raise GearshiftImportError(f"unknown exporter {exporter!r}: use 'legacy' or 'dynamo'")
 
 
