@@ -223,31 +223,12 @@ def _along_outputs_panels(m, k, n, r, c, nnz, tile, threads, cols, epilogue):
     copies of row m - 1 and are not stored."""
     rows, block_rows = tile.rows, n // r
     tiles = -(-m // rows)
-    width = panel_width(tile)
-    parts, tiles_each, per_chunk = panel_split(m, k, rows, threads, width)
+    parts, tiles_each, per_chunk = panel_split(m, k, rows, threads)
     block_row_tile = block_row_macro(r, c, cols, epilogue)
     chunks = -(-tiles_each // per_chunk)
 
     def row(tile_index, a):  # the x row a panel takes for its row a: clamped into x
         return T.min(tile_index * rows + a, m - 1)
-
-    @T.macro
-    def pack_squares(x, panel, tile_index, tl):  # 8 x 8 squares through registers (AVX2)
-        for kb in range(k // PANEL):
-            square = T.alloc_buffer((PANEL, PANEL), "float32", scope="local")
-            for a in T.unroll(PANEL):
-                for e in T.vectorized(PANEL):
-                    square[a, e] = T.if_then_else(a < rows, x[row(tile_index, a), kb * PANEL + e], T.float32(0))
-            for e in T.unroll(PANEL):
-                panel[tl, kb * PANEL + e, T.ramp(0, 1, PANEL)] = transposed_column(square, e)
-
-    @T.macro
-    def pack_rows(x, panel, tile_index, tl):  # row by row: contiguous loads, stores `width` apart
-        for a in range(width):
-            for kk in range(k):
-                panel[tl, kk, a] = x[row(tile_index, a), kk]
-
-    pack = pack_squares if width == PANEL and tile.lanes == PANEL else pack_rows
 
     @T.prim_func(private=True)
     def kernel(x: T.Buffer((m, k), "float32"), data: T.Buffer((nnz, c, r), "float32"),
@@ -255,11 +236,19 @@ def _along_outputs_panels(m, k, n, r, c, nnz, tile, threads, cols, epilogue):
                b: T.Buffer((n,), "float32"), y: T.Buffer((m, n), "float32")):
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
         for part in T.parallel(parts):
-            panel = T.alloc_buffer((per_chunk, k, width), "float32")
+            panel = T.alloc_buffer((per_chunk, k, PANEL), "float32")
             for mc in range(chunks):
                 for tl in range(T.max(0, T.min(T.min(per_chunk, tiles_each - mc * per_chunk),
                                                tiles - part * tiles_each - mc * per_chunk))):
-                    pack(x, panel, part * tiles_each + mc * per_chunk + tl, tl)
+                    for kb in range(k // PANEL):
+                        square = T.alloc_buffer((PANEL, PANEL), "float32", scope="local")
+                        for a in T.unroll(PANEL):
+                            for e in T.vectorized(PANEL):
+                                square[a, e] = T.if_then_else(
+                                    a < rows, x[row(part * tiles_each + mc * per_chunk + tl, a), kb * PANEL + e],
+                                    T.float32(0))
+                        for e in T.unroll(PANEL):
+                            panel[tl, kb * PANEL + e, T.ramp(0, 1, PANEL)] = transposed_column(square, e)
                 for br in range(block_rows):
                     for tl in range(T.max(0, T.min(T.min(per_chunk, tiles_each - mc * per_chunk),
                                                    tiles - part * tiles_each - mc * per_chunk))):
@@ -269,18 +258,13 @@ def _along_outputs_panels(m, k, n, r, c, nnz, tile, threads, cols, epilogue):
     return kernel
 
 
-def panel_width(tile: Tile) -> int:
-    """Activation rows a panel holds per input column: PANEL (8) on AVX2, the tile's rows elsewhere."""
-    return PANEL if tile.lanes == PANEL else tile.rows
-
-
-def panel_split(m: int, k: int, rows: int, threads: int, width: int = PANEL) -> tuple[int, int, int]:
+def panel_split(m: int, k: int, rows: int, threads: int) -> tuple[int, int, int]:
     """(threads used, tiles per thread, tiles per chunk) of the panel tiling: a chunk's panels take
     at most L2_BUDGET, as the row-major chunks do."""
     tiles = -(-m // rows)
     parts = min(max(1, threads), tiles)
     each = -(-tiles // parts)
-    return parts, each, max(1, min(each, L2_BUDGET // (k * width * 4)))
+    return parts, each, max(1, min(each, L2_BUDGET // (k * PANEL * 4)))
 
 
 def transposed_column(square: tirx.Buffer, e) -> tirx.PrimExpr:
