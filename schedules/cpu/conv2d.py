@@ -72,8 +72,21 @@ class Conv2d(Rule):
             sch.vectorize(lane)
         sch.decompose_reduction(block, reduce[0])
         for producer in infos[:at]:  # the input padding
-            schedule_flat(sch, producer.block_rv, micro.lanes)
+            schedule_padding(sch, producer.block_rv, micro.lanes)
         return sch
+
+
+def schedule_padding(sch: s_tir.Schedule, block, lanes: int) -> None:
+    """The input padding as two passes: zeros, then a plain copy of the interior, vectorised. In one
+    pass every element tests the image bounds and the loop stays scalar (a stride-2 conv from
+    64 x 56 x 56 took 0.61 ms that way, 0.53 ms this way, and 0.37 ms unpadded; AVX-512 here)."""
+    try:
+        fill = sch.decompose_padding(block, sch.get_loops(block)[0])
+    except s_tir.ScheduleError:
+        schedule_flat(sch, block, lanes)
+        return
+    schedule_flat(sch, fill, lanes)
+    schedule_flat(sch, block, lanes)
 
 
 def channels_innermost(sch: s_tir.Schedule, block) -> None:

@@ -44,11 +44,14 @@ def schedule_flat(sch: s_tir.Schedule, block, lanes: int) -> None:
 
 
 def vectorize_innermost(sch: s_tir.Schedule, block, lanes: int):
-    """Split `lanes` off the block's innermost loop and vectorise them, if `lanes` divides it;
+    """Split a vector off the block's innermost loop and vectorise it: `lanes` wide, or the widest
+    power-of-two part of it (at least 4) that divides the loop (a 56-wide image row on AVX-512: 8);
     return what remains of that loop outside the vector."""
     inner = sch.get_loops(block)[-1]
     extent = get_extent(sch, inner)
-    if isinstance(extent, int) and extent >= lanes and extent % lanes == 0:
-        inner, vec = sch.split(inner, [None, lanes])
+    width = next((w for w in (lanes, lanes // 2, lanes // 4) if w >= 4 and isinstance(extent, int)
+                  and extent >= w and extent % w == 0), None)
+    if width:
+        inner, vec = sch.split(inner, [None, width])
         sch.vectorize(vec)
     return inner
