@@ -26,6 +26,7 @@ ARM_LANE_OPS = re.compile(r"^\s+(ins\s+v\d+\.s\[|mov\s+v\d+\.s\[|ld1\s+\{[^}]*\}
 ARM_LOAD = re.compile(r"^\s+(ld[1-4]r?|ldr|ldur|ldp|ldnp)\s")
 ARM_STORE = re.compile(r"^\s+(st[1-4]|str|stur|stp|stnp)\s")
 X86_WIDTH = {"zmm": 512, "ymm": 256, "xmm": 128}
+X86_REGISTER = re.compile(r"^\s+[a-z]\w*\s.*%(?:[re]?[a-z]{2}\b|[xyz]mm\d)", re.M)
 
 
 @dataclass(frozen=True)
@@ -51,9 +52,11 @@ class HotLoop:
         return {**asdict(self), "fma_bits": list(self.fma_bits), "loads_per_fma": round(self.loads_per_fma, 3)}
 
 
-def hot_loop(asm: str) -> HotLoop | None:
-    """The innermost loop with the most vector FMAs in `asm` (None: no loop has an FMA)."""
-    arm = "\tfmla\t" in asm or ".arch\tarmv8" in asm or "aarch64" in asm[:2000]
+def hot_loop(asm: str, arm: bool | None = None) -> HotLoop | None:
+    """The innermost loop with the most vector FMAs in `asm` (None: no loop has an FMA). `arm`:
+    AArch64 rather than x86-64 AT&T syntax (None: x86 if any operand names a %register)."""
+    if arm is None:
+        arm = X86_REGISTER.search(asm) is None
     best: HotLoop | None = None
     for name, lines in _functions(asm):
         for start, end in _innermost_loops(lines, arm):

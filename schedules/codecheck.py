@@ -57,7 +57,7 @@ class Result:
 def run(case: Case, isa: str) -> Result:
     target = tvm.target.Target(ISAS[isa])
     asm, accumulators = case.build(target, microkernel(target))
-    loop = hot_loop(asm)
+    loop = hot_loop(asm, arm=isa == "neon")
     return Result(case.name, isa, loop, accumulators, tuple(problems(loop, isa, accumulators)))
 
 
