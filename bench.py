@@ -99,10 +99,9 @@ def cpu_model() -> str:
 
 def isa() -> str:
     """The widest fp32 vector ISA this CPU has: "AVX-512", "AVX2", "NEON" or the bare architecture."""
-    flags = set()
-    for line in _cpuinfo().splitlines():
-        if line.lower().startswith(("flags", "features")):
-            flags.update(line.split(":", 1)[1].split())
+    from gearshift.runtime.cpu import cpu_flags
+
+    flags = cpu_flags()
     if "avx512f" in flags:
         return "AVX-512"
     if "avx2" in flags:

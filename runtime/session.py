@@ -15,6 +15,7 @@ import numpy as np
 
 from gearshift.bench import time_interleaved
 from gearshift.errors import ArtifactError, InputError, TargetError, summarize
+from gearshift.runtime.cpu import missing_features
 from gearshift.runtime.artifact import Artifact, open_artifact
 
 
@@ -44,6 +45,11 @@ class Session:
                               f"this machine is {here}: copy it to such a device")
         if target.get("config", {}).get("kind", "llvm") != "llvm":
             raise TargetError(f"{self.artifact.path} targets {target.get('name')}, a GPU this runtime cannot drive here")
+        missing = missing_features(target.get("config", {}))
+        if missing:
+            raise TargetError(f"{self.artifact.path} was built for {target.get('name')} "
+                              f"({target.get('config', {}).get('mcpu', '?')}), whose code uses {', '.join(missing)}; "
+                              f"this CPU lacks it: compile for `host` or `x86-avx2` instead")
         self._device = tvm.cpu()
         self._libraries: dict[str, object] = {}
         self._levels: dict[str, _Level] = {}

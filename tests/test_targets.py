@@ -70,3 +70,25 @@ def test_target_registry():
     assert get_target("host").config["num-cores"] >= 1
     with pytest.raises(TargetError, match="known targets: host, arm-a53"):
         get_target("arm-a77")
+
+
+def test_x86_isa_artifacts(mlp_onnx, tmp_path, monkeypatch):
+    """An x86-avx2 artifact runs on any of the project's x86 machines; an x86-avx512 one is refused
+    by name on a CPU without AVX-512 (simulated here by the flags the session reads), not run into
+    an illegal instruction."""
+    import platform
+
+    import numpy as np
+
+    import gearshift.runtime.cpu as cpu
+
+    if platform.machine() != "x86_64" or "avx2" not in cpu.cpu_flags():
+        pytest.skip("needs an x86-64 CPU with AVX2")
+    x = {"x": np.random.default_rng(3).standard_normal((3, 64)).astype(np.float32)}
+    avx2 = gearshift.Session(gearshift.compile(mlp_onnx, "x86-avx2", tmp_path / "avx2")).run(x)["y"]
+    host = gearshift.Session(gearshift.compile(mlp_onnx, "host", tmp_path / "host")).run(x)["y"]
+    np.testing.assert_allclose(avx2, host, atol=1e-5, rtol=1e-5)
+    art = gearshift.compile(mlp_onnx, "x86-avx512", tmp_path / "avx512")
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx", "avx2", "fma", "sse4_2"}))
+    with pytest.raises(TargetError, match="avx512f"):
+        gearshift.Session(art)
