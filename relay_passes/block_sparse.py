@@ -223,6 +223,8 @@ class _BlockSparsify(WeightLayerWalk):
             masks = None  # along the outputs only whole-column patterns vectorise: the others run as full blocks
             report.block += " (run as full blocks: along the outputs a pattern must keep whole columns)"
         data, indices, indptr = to_bsr(pruned_t, r, c) if masks is None else to_block_patterns(pruned_t, masks)
+        stored = self.plan.capacity.get(name, len(indices))  # the runtime form's kernel holds `capacity` blocks
+        tile = choose_tile(m, k, r, self.micro, stored / ((n // r) * (k // c)))
         entries = None if masks is None else data.shape[1]
         predicted = dense_cost(m, k, n, self.micro) / sparse_cost(m, k, r, c, len(indices), self.micro, entries)
         report.density = float((pruned_t != 0).mean()) if masks is not None else len(indices) / ((n // r) * (k // c))

@@ -142,7 +142,7 @@ def _bsr(m: int, k: int, n: int, r: int, c: int, density: float):
     def build(target, micro: Microkernel):
         from gearshift.schedules.kernels.bsr import bsr_matmul, choose_tile
 
-        tile = choose_tile(m, k, r, micro)
+        tile = choose_tile(m, k, r, micro, density)
         nnz = max(1, int(density * (n // r) * (k // c)))
         func = bsr_matmul(m, k, n, r, c, nnz, tile, int(target.attrs["num-cores"]))
         per_row = -(-r // micro.lanes) if tile.along == "outputs" else r

@@ -90,12 +90,17 @@ def test_kernel_chunks_of_several_tiles_and_a_partial_last_chunk():
     assert check_kernel((m, k, n, 16, 1, len(arrays[1]), Tile("outputs", 6)), wt.T, bias, arrays) < 1e-5
 
 
-@pytest.mark.parametrize("m,k,c", [(50, 3072, 1), (24, 1104, 2), (128, 1280, 1)])
-def test_kernel_through_panels(m, k, c):
+AVX2_TILE, AVX512_TILE = Tile("outputs", 6), Tile("outputs", 8, 16)
+
+
+@pytest.mark.parametrize("m,k,c,tile", [(50, 3072, 1, AVX2_TILE), (24, 1104, 2, AVX2_TILE), (128, 1280, 1, AVX2_TILE),
+                                        (64, 3072, 1, AVX512_TILE), (48, 1104, 2, AVX512_TILE)])
+def test_kernel_through_panels(m, k, c, tile):
     """Tiles over L1 at 10 % block density read x through transposed panels: chunks of several
     tiles with a partial last one (50 x 3072: 9 tiles, 5 and 4 a thread, chunks of 2), a last tile
-    with rows past m (50 = 8 x 6 + 2), blocks two inputs wide, tiles split evenly (128 rows)."""
-    n, tile = 32, Tile("outputs", 6)
+    with rows past m (50 = 8 x 6 + 2), blocks two inputs wide, tiles split evenly (128 rows); in
+    AVX2's tile and AVX-512's (8 rows of one 16-lane vector), built for this host."""
+    n = 32
     wt = project(RNG.standard_normal((n, k)).astype(np.float32), 16, c, 0.9)
     bias = RNG.standard_normal(n).astype(np.float32)
     arrays = to_bsr(wt, 16, c)
@@ -109,7 +114,8 @@ def test_panels_only_where_they_measured_faster():
     assert not uses_panels(128, 768, 3072, 16, 1, 192 * 768 // 10, tile, 2)  # a tile fits L1
     assert not uses_panels(128, 3072, 768, 16, 1, 2 * nnz, tile, 2)  # 20 %: consecutive blocks share lines
     assert not uses_panels(13, 3072, 768, 16, 1, nnz, tile, 2)  # 3 tiles on 2 threads
-    assert not uses_panels(128, 3072, 768, 16, 1, nnz, Tile("outputs", 24, 16), 2)  # AVX-512: not measured
+    assert not uses_panels(128, 3072, 768, 16, 1, nnz, Tile("outputs", 24, 16), 2)  # AVX-512: 24 rows do not fit a panel
+    assert uses_panels(128, 3072, 768, 16, 1, nnz, Tile("outputs", 8, 16), 2)  # 8 rows of one 16-lane vector do
 
 
 TILES = {"outputs": Tile("outputs", 4), "outputs, row tail": Tile("outputs", 6),
@@ -135,7 +141,12 @@ def test_tile_choice():
     assert choose_tile(12, 768, 4, avx2).along == "outputs"  # m does not divide into vectors
     assert choose_tile(128, 20, 4, avx2).along == "outputs"  # nor does k
     avx512 = Microkernel(lanes=16, rows=8, vectors=3)
-    assert choose_tile(128, 768, 16, avx512) == Tile("outputs", 24, 16)  # one vector a row, 24 rows
+    assert choose_tile(128, 3072, 16, avx512) == Tile("outputs", 24, 16)  # one vector a row, 24 rows
+    assert choose_tile(128, 768, 16, avx512) == Tile("outputs", 8, 16)  # 8 rows of x (24 KB) stay in L1
+    assert choose_tile(128, 6144, 16, avx512) == Tile("outputs", 24, 16)  # 1 row would: too few accumulators
+    assert choose_tile(128, 768, 16, avx512, density=0.5) == Tile("outputs", 24, 16)  # weights cost more than x
+    assert choose_tile(128, 3072, 16, avx512, density=0.1) == Tile("outputs", 8, 16)  # read through panels
+    assert choose_tile(128, 3072, 16, avx512, density=0.2) == Tile("outputs", 24, 16)
     assert choose_tile(128, 768, 8, avx512).along == "activations"
     assert choose_tile(128, 768, 4, avx512).along == "activations"
 

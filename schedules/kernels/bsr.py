@@ -58,7 +58,7 @@ class Tile:
     lanes: int = 8
 
 
-def choose_tile(m: int, k: int, r: int, micro: Microkernel) -> Tile:
+def choose_tile(m: int, k: int, r: int, micro: Microkernel, density: float | None = None) -> Tile:
     """Along the outputs when a block row fills whole vectors twice over (16x1 on AVX2/NEON), or
     once with 16-lane vectors (16x1 on AVX-512: its 32 registers hold a tall tile of single-vector
     rows, the design of the hand-written kernel that reached 7.2-7.9x ONNX Runtime on an AVX-512
@@ -67,10 +67,25 @@ def choose_tile(m: int, k: int, r: int, micro: Microkernel) -> Tile:
     measured 1.3x faster along the activations). As many accumulators as the dense microkernel has
     (its rows x vectors). Along the outputs the row count need not divide m (a tail tile takes the
     rest): 6 rows x 2 vectors for 16x1 on AVX2 measured 1.2-1.3x faster than the 4 rows that divide
-    128 (8 accumulators only just cover the FMA latency)."""
+    128 (8 accumulators only just cover the FMA latency). Fewer rows where that keeps a tile's
+    activations in L1 with at least MIN_ACCUMULATORS: on AVX-512 the 24-row tile of a 768-wide x
+    (72 KB) reads L2 for most broadcasts, and 8 rows (24 KB) ran 0.23 ms against 0.29-0.34 ms at
+    768 -> 3072, 90 % sparse, kernel against kernel. Only for one-vector block rows, where every FMA
+    has its own broadcast (AVX2's and NEON's 16x1 tiles hold 2 and 4 vectors a row and fit L1 at
+    K = 768 already; not measured at other shapes there). `density` (blocks kept, if known): above
+    L1_TILE_DENSITY the weights, read once per tile, cost more than the broadcasts save (at 50 % the
+    8-row tile measured 1.28x ORT against 1.40x for 24 rows; at 20 % 3.17x against 2.85x)."""
     budget, lanes = micro.rows * micro.vectors, micro.lanes
     if (r % lanes == 0 and (r >= 2 * lanes or lanes >= 16)) or m % lanes or k % lanes:
-        return Tile("outputs", max(1, min(m, budget // max(1, math.ceil(r / lanes)))), lanes)
+        per_row = max(1, math.ceil(r / lanes))
+        rows = max(1, min(m, budget // per_row))
+        in_l1 = L1_BUDGET // (4 * k)  # rows whose activations stay in L1 over a whole block row
+        if per_row == 1 and (density is None or density <= L1_TILE_DENSITY):  # one broadcast per FMA
+            if MIN_ACCUMULATORS <= in_l1 < rows:  # the tile's x stays in L1
+                rows = in_l1
+            elif in_l1 < MIN_ACCUMULATORS and density is not None and density <= PANEL_DENSITY:
+                rows = min(rows, PANEL)  # x read through panels (`uses_panels`): one line a block
+        return Tile("outputs", rows, lanes)
     vectors = max(1, budget // r)
     while m % (vectors * lanes):
         vectors -= 1
@@ -205,13 +220,15 @@ def uses_panels(m: int, k: int, n: int, r: int, c: int, nnz: int, tile: Tile, th
     (6 rows, AVX2), panels against the row-major tiling, kernel against kernel: 1.30x at 5 % block
     density, 1.15-1.25x at 10 %, 0.98x at 15 %, 0.81-0.85x at 20 %; 1.25x at 3072->3072 and 10 %.
     Hence: density at most 1/8. Threads share the tiles, so they must divide evenly enough (at most
-    1/8 idle: 3 tiles on 2 threads measured 0.9x). AVX2 only (8 lanes: the panel's transposition is
-    written for 8x8); not measured on NEON or AVX-512, which keep the row-major tiling."""
+    1/8 idle: 3 tiles on 2 threads measured 0.9x). AVX2 and AVX-512 (the panel's transposition is
+    written for 8x8 squares of 8-lane vectors, which AVX-512 has too: there `choose_tile` takes 8
+    rows of one 16-lane vector, 0.29 ms against 0.34-0.38 ms for 24 row-major rows at 3072 -> 768,
+    10 % density); not on NEON, which keeps the row-major tiling."""
     tiles, parts = -(-m // min(tile.rows, m)), max(1, threads)
     idle = -(-tiles // parts) * parts - tiles
     density = nnz / ((n // r) * (k // c))
-    return (tile.lanes == PANEL and tile.rows <= PANEL and k % PANEL == 0 and tile.rows * k * 4 > L1_BUDGET
-            and density <= 1 / 8 and tiles >= parts and idle * 8 <= tiles)
+    return (tile.lanes in (PANEL, 2 * PANEL) and tile.rows <= PANEL and k % PANEL == 0 and tile.rows * k * 4 > L1_BUDGET
+            and density <= PANEL_DENSITY and tiles >= parts and idle * 8 <= tiles)
 
 
 def _along_outputs_panels(m, k, n, r, c, nnz, tile, threads, cols, epilogue):
@@ -352,6 +369,9 @@ def entry_positions(masks: np.ndarray | None, r: int, c: int) -> list[list[tuple
     return taps
 
 
+L1_TILE_DENSITY = 0.25  # see choose_tile
+PANEL_DENSITY = 1 / 8  # see uses_panels
+MIN_ACCUMULATORS = 8  # vector accumulators that cover the FMA latency (4 cycles x 2 pipes)
 L1_BUDGET = 24 * 1024  # bytes of activations one register tile may take to stay in L1 (32 KiB here, 32-64 KiB on phones)
 L2_BUDGET = 200 * 1024  # bytes of activations a chunk may take (half of a phone's or this machine's L2)
 
