@@ -7,9 +7,9 @@ VGG-16 rate: ~8x fewer weights, ~88 % sparse). gearshift's pattern kernel vs ONN
 masked ONNX, gearshift's own dense conv schedule and torch dense; and, for scale, gearshift BSR
 (16x1) at the same density on the conv's im2col GEMM ([H*W, 9*CI] @ [9*CI, CO], im2col not timed).
     bars: >= 4x ORT dense (ideal 8x), >= 3x gearshift dense.
-Each layer is timed with all five engines interleaved (the headline), then gearshift pattern and ONNX
-Runtime alone, interleaved ("pairwise"), and each back to back ("alone"), as in block_sparse.py; in
-rounds, every figure the median over rounds.
+Each layer is timed with all five engines in alternating blocks (the headline, as the benchmark
+protocol decides), then gearshift pattern and ONNX Runtime alone, interleaved ("pairwise"), and each
+back to back ("alone"), as in block_sparse.py; in rounds, every figure the median over rounds.
 Writes benchmarks/results/pattern_sparse.{json,md}.
 
     python benchmarks/pattern_sparse.py [--repeat 20] [--rounds 3]
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import (aligned, compare, in_rounds, log, merge_rounds, ort_session, pair_and_alone,  # first: sets thread env
+from common import (aligned, compare, in_rounds, log, machine_note, merge_rounds, ort_session, pair_and_alone,  # first: sets thread env
                     round_ratios, table, threads_note, write_results)
 import numpy as np
 import onnx
@@ -95,11 +95,11 @@ PAIR = ("gearshift_pattern", "onnxruntime")
 def time_round(case: dict, repeat: int) -> dict:
     with torch.no_grad():
         every = compare(case["name"], case["engines"], case["outputs"], repeat=repeat, flops=case["flops"])
-        return {"interleaved": every, **pair_and_alone(case["engines"], PAIR, repeat)}
+        return {"blocks": every, **pair_and_alone(case["engines"], PAIR, repeat)}
 
 
 def finish(case: dict, rounds: list[dict]) -> dict:
-    row, layer, density = merge_rounds([r["interleaved"] for r in rounds]), case["layer"], case["density"]
+    row, layer, density = merge_rounds([r["blocks"] for r in rounds]), case["layer"], case["density"]
     for mode in ("pairwise", "alone"):
         ratios = [r[mode]["onnxruntime"] / r[mode]["gearshift_pattern"] for r in rounds]
         row[f"speedup_vs_ort_{mode}"], row[f"speedup_vs_ort_{mode}_rounds"] = float(np.median(ratios)), ratios
@@ -111,7 +111,7 @@ def finish(case: dict, rounds: list[dict]) -> dict:
                speedup_vs_ort_rounds=round_ratios(row, "onnxruntime", "gearshift_pattern"),
                speedup_vs_dense=e["gearshift_dense"]["median_ms"] / e["gearshift_pattern"]["median_ms"])
     row["fraction_of_ideal"] = row["speedup_vs_ort"] * density
-    log(f"{row['case']}: {row['speedup_vs_ort']:.2f}x ORT among all engines, {row['speedup_vs_ort_pairwise']:.2f}x "
+    log(f"{row['case']}: {row['speedup_vs_ort']:.2f}x ORT in blocks (all engines), {row['speedup_vs_ort_pairwise']:.2f}x "
         f"pairwise, {row['speedup_vs_ort_alone']:.2f}x alone; {row['speedup_vs_dense']:.2f}x gearshift dense "
         f"({layer['decision']}, density {density:.3f})")
     return row
@@ -143,7 +143,8 @@ def main() -> None:
                      f"{r['dense_bytes'] / 1e6:.2f} -> {r['packed_bytes'] / 1e6:.2f}",
                      f"{e['gearshift_pattern']['max_abs_error']:.1e}"))
     text = (f"# Pattern-sparse 3x3 convs vs dense peers ({PATTERNS} patterns of 4-of-9, {1 - CONNECTIVITY:.0%} of kernels kept)"
-            f"\n\n{table(rows)}\n\n{threads_note()}; medians of {args.repeat} runs after 3 warm-ups per timing, median of "
+            f"\n\n{table(rows)}\n\n{threads_note()}; {machine_note()}; headline: engines in alternating blocks; medians of "
+            f"{args.repeat} runs after 3 warm-ups per timing, median of "
             f"{args.rounds} rounds (range in brackets). Pairwise: gearshift pattern and ORT only, interleaved; alone: "
             f"each back to back.")
     write_results("pattern_sparse", {"repeat": args.repeat, "rounds": args.rounds, "layers": layers}, text)
