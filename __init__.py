@@ -11,11 +11,6 @@ import os
 # TVM's thread pool halves the core count (it assumes SMT siblings), which leaves half of a phone or
 # of this 2-core machine idle. gearshift uses every core unless the user set TVM_NUM_THREADS.
 os.environ.setdefault("TVM_NUM_THREADS", str(os.cpu_count() or 1))
-# TVM pins its workers to cores, and the calling thread (which runs the first share of every parallel
-# loop) can land on a worker's core: the two then share it and a kernel runs at about half speed for
-# whole series of calls (BSR 0.50 vs 0.30 ms, alternating run to run on the 2-core AVX-512 machine;
-# the AVX2 machine saw it too). Unpinned, the times were stable and never slower there.
-os.environ.setdefault("TVM_BIND_THREADS", "0")
 
 from gearshift.errors import (  # noqa: E402
     ArtifactError,

@@ -15,11 +15,15 @@ import importlib.util
 import os
 
 _libraries: list = []  # the torch.library.Library objects must outlive the import
+_done: list[bool] = []
 
 
 def make_torchvision_importable() -> None:
+    if _done:
+        return
+    _done.append(True)
     spec = importlib.util.find_spec("torchvision")
-    if spec is None or not spec.submodule_search_locations or _libraries:
+    if spec is None or not spec.submodule_search_locations:
         return
     import torch
 
