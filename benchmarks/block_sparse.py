@@ -118,7 +118,8 @@ def summarize_rounds(case: dict, rounds: list[dict]) -> dict:
     row["engines"] = {name: {"median_ms": float(np.median([r["blocks"][name] for r in rounds])),
                              "max_abs_error": case["errors"].get(name)} for name in case["engines"]}
     row["fraction_of_ideal"] = row["speedup_vs_ort_blocks"] * (1.0 - case["sparsity"])
-    log(f"{row['case']}: {row['speedup_vs_ort_blocks']:.2f}x ORT in blocks, {row['speedup_vs_ort_interleaved']:.2f}x interleaved, "
+    log(f"{row['case']}: {row['speedup_vs_ort_blocks']:.2f}x ORT in blocks, "
+        f"{row['speedup_vs_ort_interleaved']:.2f}x interleaved, "
         f"{row['speedup_vs_ort_pairwise']:.2f}x pairwise, {row['speedup_vs_ort_alone']:.2f}x alone ({row['decision']})")
     return row
 

@@ -85,8 +85,8 @@ def model_case(repeat: int) -> dict:
     proto = export_torch(model, feeds, output_names=["y"])
     built = gearshift.compile_model(proto, "host", sparsity="circulant")  # found in the weights; others stay dense
     sparse = gearshift.Session(gearshift.save(built, "out/bench-circ-bert", overwrite=True))
-    dense = gearshift.Session(gearshift.save(gearshift.compile_model(proto, "host", sparsity="dense"), "out/bench-circ-bert-dense",
-                                             overwrite=True))
+    dense = gearshift.Session(gearshift.save(gearshift.compile_model(proto, "host", sparsity="dense"),
+                                             "out/bench-circ-bert-dense", overwrite=True))
     ort = ort_session(proto.SerializeToString())
     outputs = {"gearshift_circulant": sparse.run(feeds)["y"], "onnxruntime": ort.run(None, feeds)[0],
                "gearshift_dense": dense.run(feeds)["y"]}

@@ -3,9 +3,10 @@
 Protocol (../shared/notes/benchmark-protocol.md): one process, same thread count, outputs checked to
 agree before timing; the headline figure times engines in alternating blocks (`time_blocks`: 3
 warm-up calls per block, >= 20 timed calls per engine, medians and p90, ratios against ONNX
-Runtime); call-by-call interleaving is kept beside it as the labelled secondary mode. ONNX Runtime runs with default graph optimisations; its thread
-pool's spin-wait is turned off, because on a 2-core machine a spinning pool steals the cores the
-next engine in the round needs (it measured no slower without it here). For the same reason torch's
+Runtime); call-by-call interleaving is kept beside it as the labelled secondary mode. ONNX Runtime
+runs with default graph optimisations; its thread pool's spin-wait is turned off, because on a
+2-core machine a spinning pool steals the cores the next engine needs (it measured no slower
+without it here). For the same reason torch's
 OpenMP pool waits passively and TVM's pool does not spin (gearshift_quiet.py sets them before
 either library loads; import this module first).
 """
@@ -34,7 +35,8 @@ from gearshift.bench import (  # noqa: E402
 
 assert pools_are_quiet(), "import benchmarks/common.py before anything that imports tvm or torch"
 RESULTS = Path(__file__).resolve().parent / "results"
-__all__ = ["aligned", "compare", "machine_note", "time_blocks", "in_rounds", "log", "merge_rounds", "ort_session", "pair_and_alone", "round_ratios", "table",
+__all__ = ["aligned", "compare", "in_rounds", "log", "machine_note", "merge_rounds", "ort_session", "pair_and_alone",
+           "round_ratios", "table", "time_blocks",
            "threads_note", "write_results"]
 
 

@@ -97,8 +97,9 @@ def main() -> None:
                    f"{t['ratio_vs_onnxruntime']:.2f}x",
                    f"{g['gflops']:.0f}", f"{g['gflops'] / peak:.0%}" if peak else "n/a",
                    f"{g['max_abs_error']:.1e}", r["compile_seconds"]))
-    text = (f"# Default schedules vs peers\n\n{table(md)}\n\n{threads_note()}; {machine_note()}; medians of {args.repeat} runs per engine in "
-            f"alternating blocks (3 warm-ups per block; 'interleaved': call by call, the secondary mode); fp32 FMA peak measured at {peak:.0f} GFLOP/s (benchmarks/peak.py)."
+    text = (f"# Default schedules vs peers\n\n{table(md)}\n\n{threads_note()}; {machine_note()}; medians of "
+            f"{args.repeat} runs per engine in alternating blocks (3 warm-ups per block; 'interleaved': call by "
+            f"call, the secondary mode); fp32 FMA peak measured at {peak:.0f} GFLOP/s (benchmarks/peak.py)."
             if peak else "")
     write_results("default_schedules", {"fma_peak_gflops": peak, "repeat": args.repeat, "cases": rows}, text)
     print(text)

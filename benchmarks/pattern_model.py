@@ -101,7 +101,8 @@ def main() -> None:
     built = gearshift.compile_model(proto, "host", sparsity="pattern", log=log)
     sparse = gearshift.Session(gearshift.save(built, f"out/bench-{args.model}-pattern", overwrite=True))
     log("compiling (dense)")
-    dense = gearshift.Session(gearshift.save(gearshift.compile_model(proto, "host", sparsity="dense"), f"out/bench-{args.model}-dense", overwrite=True))
+    dense = gearshift.Session(gearshift.save(gearshift.compile_model(proto, "host", sparsity="dense"),
+                                             f"out/bench-{args.model}-dense", overwrite=True))
     ort = ort_session(proto.SerializeToString())
     feeds, tx = {"x": x}, torch.from_numpy(x)
     with torch.no_grad():

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import argparse
 
-from common import (aligned, compare, in_rounds, log, machine_note, merge_rounds, ort_session, pair_and_alone,  # first: sets thread env
-                    round_ratios, table, threads_note, write_results)
+from common import (aligned, compare, in_rounds, log, machine_note, merge_rounds,  # first: sets thread env
+                    ort_session, pair_and_alone, round_ratios, table, threads_note, write_results)
 import numpy as np
 import onnx
 import torch
@@ -63,8 +63,8 @@ def layer_case(cin: int, cout: int, size: int, stride: int) -> dict:
     proto = conv_model(masked, b, size, stride)
     built = gearshift.compile_model(proto, "host", sparsity="pattern")
     sparse = gearshift.Session(gearshift.save(built, f"out/bench-pattern-{tag}", overwrite=True))
-    dense = gearshift.Session(gearshift.save(gearshift.compile_model(proto, "host", sparsity="dense"), f"out/bench-conv-dense-{tag}",
-                                             overwrite=True))
+    dense = gearshift.Session(gearshift.save(gearshift.compile_model(proto, "host", sparsity="dense"),
+                                             f"out/bench-conv-dense-{tag}", overwrite=True))
     ort = ort_session(proto.SerializeToString())
     feeds = {"x": x}
     # gearshift BSR at the same density on the conv's GEMM (im2col: [H*W, CI*9] @ [CI*9, CO]); the

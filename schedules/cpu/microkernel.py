@@ -50,7 +50,6 @@ class Microkernel:
         return min(self.rows, m)
 
 
-CONV_ROWS=7
 def microkernel(target) -> Microkernel:
     """The microkernel for a TVM LLVM target (x86 with or without AVX-512, or aarch64 NEON)."""
     from tvm.target import codegen
