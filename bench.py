@@ -89,14 +89,6 @@ def thread_count() -> int:
     return int(os.environ.get("TVM_NUM_THREADS", os.cpu_count() or 1))
 
 
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo), e.g. "Intel(R) Xeon(R) Processor"."""
-    for line in _cpuinfo().splitlines():
-        if line.lower().startswith(("model name", "hardware", "cpu model")):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def isa() -> str:
     """The widest fp32 vector ISA this CPU has: "AVX-512", "AVX2", "NEON" or the bare architecture."""
     from gearshift.runtime.cpu import cpu_flags
@@ -111,18 +103,12 @@ def isa() -> str:
     return platform.machine()
 
 
-def _cpuinfo() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
 def machine() -> dict:
     import onnxruntime
     import torch
     import tvm
+
+    from gearshift.runtime.cpu import cpu_model
 
     return {"machine": platform.machine(), "cpu": cpu_model(), "isa": isa(),
             "processor": platform.processor() or platform.machine(),

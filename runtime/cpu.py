@@ -7,24 +7,37 @@ illegal instruction on a CPU without it; the session refuses it first, by name, 
 from __future__ import annotations
 
 import functools
+import platform
 
 # The x86 features gearshift's code generation depends on, widest first; /proc/cpuinfo spells them alike.
 X86_FEATURES = ("avx512f", "avx2", "fma", "avx")
 
 
 @functools.cache
-def cpu_flags() -> frozenset[str]:
-    """This CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+def _cpuinfo() -> str:
     try:
         with open("/proc/cpuinfo") as f:
-            text = f.read()
+            return f.read()
     except OSError:
-        return frozenset()
+        return ""
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """This CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
     flags: set[str] = set()
-    for line in text.splitlines():
+    for line in _cpuinfo().splitlines():
         if line.lower().startswith(("flags", "features")):
             flags.update(line.split(":", 1)[1].split())
     return frozenset(flags)
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, e.g. "Intel(R) Xeon(R) Processor"."""
+    for line in _cpuinfo().splitlines():
+        if line.lower().startswith(("model name", "hardware", "cpu model")):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 def missing_features(config: dict) -> list[str]:

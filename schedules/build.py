@@ -161,7 +161,7 @@ def log_layers(layers: list, log: Log) -> None:
     for layer in layers:
         if layer.why == NOTHING_FOUND:
             continue
-        found = "found in the weight: " if getattr(layer, "found", False) else ""
+        found = "found in the weight: " if layer.found else ""
         if layer.decision != "dense":
             log(f"  {layer.name}: {found}{layer.decision} {layer.block}, density {layer.density:.2f}, "
                 f"{layer.dense_bytes / 1e6:.2f} -> {layer.packed_bytes / 1e6:.2f} MB, "

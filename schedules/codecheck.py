@@ -21,7 +21,7 @@ import numpy as np
 import tvm
 
 from gearshift.schedules.asm import HotLoop, hot_loop
-from gearshift.schedules.cpu.microkernel import Microkernel, microkernel
+from gearshift.schedules.cpu.microkernel import Microkernel, dividing_rows, microkernel
 
 ISAS = {
     "avx2": {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver3", "num-cores": 2},
@@ -124,16 +124,14 @@ def _conv(ci: int, co: int, hw: int, stride: int):
     def build(target, micro: Microkernel):
         from onnx import helper
 
-        from gearshift.schedules.kernels.conv2d import row_block
-
         rng = np.random.default_rng(0)
         nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1], strides=[stride, stride]),
                  helper.make_node("Relu", ["c"], ["y"])]
         out = (hw + 2 - 3) // stride + 1
         proto = _onnx(nodes, {"x": [1, ci, hw, hw]}, "y", [1, co, out, out],
                       {"w": rng.standard_normal((co, ci, 3, 3)), "b": rng.standard_normal(co)})
-        conv = micro.for_conv()
-        rows = row_block(out, conv.rows) or conv.rows
+        conv = micro.for_conv()  # the row form takes rows_for(width); the flat form whole blocks of `rows`
+        rows = dividing_rows(out, conv.rows) or conv.rows
         return model_asm(proto, target), rows * micro.conv_cols(co) // micro.lanes
     return build
 
@@ -167,15 +165,11 @@ def _pattern_conv(ci: int, co: int, hw: int, stride: int):
 
 def _circulant_direct(m: int, k: int, n: int, b: int):
     def build(target, micro: Microkernel):
-        from gearshift.schedules.kernels.circulant import direct
+        from gearshift.schedules.kernels.circulant import direct, direct_rows
 
         budget = micro.rows * micro.vectors
         func = direct(m, k, n, b, micro.lanes, budget, int(target.attrs["num-cores"]))
-        per_block = max(1, b // micro.lanes)
-        rows = max(1, min(m, budget // per_block))
-        while m % rows:
-            rows -= 1
-        return compiled_asm(func, target), rows * per_block
+        return compiled_asm(func, target), direct_rows(m, b, micro.lanes, budget) * max(1, b // micro.lanes)
     return build
 
 

@@ -42,12 +42,13 @@ class Microkernel:
     def rows_for(self, m: int) -> int:
         """The block's row count for a matrix of `m` rows: `rows` or the largest divisor of m below it,
         so that no row tail (and its predicate in the inner loop) is needed where avoidable."""
-        if m % self.rows == 0:
-            return self.rows
-        for r in range(self.rows - 1, 1, -1):
-            if m % r == 0 and r * 2 > self.rows:
-                return r
-        return min(self.rows, m)
+        return dividing_rows(m, self.rows) or min(self.rows, m)
+
+
+def dividing_rows(m: int, rows: int) -> int | None:
+    """`rows`, or the largest count above rows / 2 that divides `m` (7 for 28, 14 or 7 when rows is
+    8); None when there is none."""
+    return next((r for r in range(rows, 0, -1) if m % r == 0 and (r == rows or 2 * r > rows)), None)
 
 
 def microkernel(target) -> Microkernel:

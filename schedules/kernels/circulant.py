@@ -266,6 +266,15 @@ def idft(yf: te.Tensor, e: te.Tensor, bias: te.Tensor) -> te.Tensor:
 
 
 # -- direct path: one TIR kernel ---------------------------------------------------------------
+def direct_rows(m: int, b: int, lanes: int, budget: int) -> int:
+    """Activation rows of the direct kernel's register block: as many as `budget` accumulators hold
+    with one output block (b // lanes vectors) a row, dividing m."""
+    rows = max(1, min(m, budget // max(1, b // min(b, lanes))))
+    while m % rows:
+        rows -= 1
+    return rows
+
+
 def direct(m: int, k: int, n: int, b: int, lanes: int, budget: int, threads: int = 1) -> tvm.tirx.PrimFunc:
     """(x[M, K], vectors[N/b, K/b, b], bias[N]) -> y[M, N], for N and K multiples of b. Each register
     block holds `rows` activation rows x one output block (b outputs, vectorised); `budget`: the
@@ -273,10 +282,7 @@ def direct(m: int, k: int, n: int, b: int, lanes: int, budget: int, threads: int
     if n % b or k % b:
         raise ValueError(f"circulant direct kernel: b {b} must divide N {n} and K {k}")
     nb, kb = n // b, k // b
-    width = min(b, lanes)
-    rows = max(1, min(m, budget // max(1, b // width)))
-    while m % rows:
-        rows -= 1
+    rows = direct_rows(m, b, lanes, budget)
     parts = max(d for d in range(1, max(1, threads) + 1) if nb % d == 0)
     share = nb // parts
     step = DIRECT_STEP if b % DIRECT_STEP == 0 else b

@@ -3,7 +3,7 @@
 The convolution is computed as a matmul whose rows are output pixels and whose columns are output
 channels, with the dense kernel's register block: `cols` output channels (vectorised) x `rows`
 pixels of one image row (broadcast loads of the input), summed over (ci, kh, kw). When no count
-near `rows` divides the output width (`row_block`), pixels are flattened (m = oh * OW + ow) so that the image still splits
+near `rows` divides the output width (`dividing_rows`), pixels are flattened (m = oh * OW + ow) so that the image still splits
 into whole register blocks (14 x 14 = 196 = 49 x 4), and a last stage restores [N, CO, OH, OW].
 Where `rows` does not divide OH * OW either (7 x 7 = 49), the flat extent is rounded up to whole
 blocks, the extra pixels recomputing the last one: a block with a tail predicate ran 8-10x slower
@@ -16,15 +16,10 @@ from __future__ import annotations
 
 from tvm import te
 
+from gearshift.schedules.cpu.microkernel import dividing_rows
+
 CONV_BLOCK = "gs_conv2d"  # [N, CO, OH, OW]: register blocks along image rows
 CONV_FLAT_BLOCK = "gs_conv2d_flat"  # [N, CO, OH * OW]: register blocks along flattened pixels
-
-
-def row_block(width: int, rows: int) -> int | None:
-    """Pixels of one image row per register block: `rows`, or the largest count above rows / 2 that
-    divides the row (`Microkernel.rows_for`'s choice; 7 for 28-, 14- and 7-wide rows when rows is 8);
-    None: no such count, the pixels are flattened instead."""
-    return next((r for r in range(rows, 1, -1) if width % r == 0 and (r == rows or 2 * r > rows)), None)
 
 
 def pack_conv_weight(w: te.Tensor, cols: int) -> te.Tensor:
@@ -61,7 +56,7 @@ def packed_conv2d(x: te.Tensor, wp: te.Tensor, co_len: int, strides: tuple[int, 
     def term(n, co, oh, ow):
         return xp[n, ci, oh * sh + kh, ow * sw + kw] * wp[co // cols, ci, kh, kw, co % cols]
 
-    if row_block(ow_len, rows):
+    if dividing_rows(ow_len, rows):  # the rule's block (`Microkernel.rows_for`) divides the row
         out = te.compute((n_len, panels * cols, oh_len, ow_len),
                          lambda n, co, oh, ow: te.sum(term(n, co, oh, ow), axis=[ci, kh, kw]), name=CONV_BLOCK)
         if panels * cols == co_len:
