@@ -24,7 +24,7 @@ from block_sparse import M, matmul_model
 
 import gearshift
 from gearshift.frontend.patterns import block_library, block_project, column_library
-from gearshift.schedules.kernels.bsr import project
+from gearshift.compress.blocks import project
 
 SHAPES = [(768, 3072), (3072, 768)]
 DENSITY = 0.125

@@ -33,7 +33,7 @@ import gearshift
 from gearshift.bench import summarize, thread_count, time_blocks, time_interleaved
 from gearshift.frontend.examples import BertConfig, bert_inputs, tiny_bert
 from gearshift.frontend.load import export_torch
-from gearshift.schedules.kernels.bsr import project
+from gearshift.compress.blocks import project
 
 M = 128
 KERNELS = [  # (K, N, sparsity, block)

@@ -31,7 +31,8 @@ from handwritten import HAND_HEADERS, against_hand, build_c, calibrate, hand_cel
 
 import gearshift
 from gearshift.bench import thread_count
-from gearshift.schedules.kernels.bsr import Tile, chunk_tiles, panel_split, project, to_bsr, uses_panels
+from gearshift.schedules.kernels.bsr import Tile, chunk_tiles, panel_split, to_bsr, uses_panels
+from gearshift.compress.blocks import project
 
 SHAPES = [(768, 3072), (3072, 768)]
 SPARSITY, ROWS = 0.9, 6

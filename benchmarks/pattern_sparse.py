@@ -30,7 +30,7 @@ from onnx import TensorProto, helper, numpy_helper
 import gearshift
 from gearshift.bench import thread_count
 from gearshift.frontend.patterns import library, project
-from gearshift.schedules.kernels.bsr import project as bsr_project
+from gearshift.compress.blocks import project as bsr_project
 from gearshift.schedules.kernels.pattern_conv import out_extent
 
 LAYERS = [(128, 128, 56, 1), (256, 256, 28, 1), (512, 512, 14, 1),  # (in, out channels, input size, stride)

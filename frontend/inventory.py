@@ -15,11 +15,10 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from gearshift.frontend.circulant import detect_block
+from gearshift.compress.blocks import detect_blocks  # noqa: F401  (re-exported)
+from gearshift.compress.circulant import detect_block
 from gearshift.frontend.cleanup import static_shapes
 
-BLOCK_SIDES = (1, 2, 4, 8, 16, 32)
-UNEXPLAINED_ZEROS = 1e-3  # fraction of zeros that may lie outside empty blocks
 
 
 @dataclass(frozen=True)
@@ -84,34 +83,3 @@ def _weight_matrix(node: onnx.NodeProto, weights: dict):
         bias = node.input[2] if len(node.input) > 2 else ""
         return "conv", node.input[1], matrix, matrix.shape[1], bias
     return None
-
-
-def detect_blocks(matrix: np.ndarray) -> tuple[str | None, float]:
-    """The largest r x c whose all-zero blocks contain the zeros of `matrix` (all but UNEXPLAINED_ZEROS
-    of them), and the fraction of blocks that are empty.
-
-    Shapes that do not divide the matrix are tried with zero padding (padding is never counted).
-    """
-    zeros = int(np.count_nonzero(matrix == 0))
-    if zeros == 0:
-        return None, 0.0
-    rows, cols = matrix.shape
-    nonzero = matrix != 0
-    best: tuple[int, int, float] | None = None
-    for r in BLOCK_SIDES:
-        for c in BLOCK_SIDES:
-            if (r, c) == (1, 1) or r > rows or c > cols:
-                continue
-            if best is not None and r * c <= best[0] * best[1]:
-                continue
-            padded = np.zeros((-(-rows // r) * r, -(-cols // c) * c), dtype=bool)
-            padded[:rows, :cols] = nonzero
-            occupied = padded.reshape(padded.shape[0] // r, r, -1, c).any(axis=(1, 3))
-            # The zeros explained: all but a stray 0.1 % (a trained weight has the odd exact zero).
-            empty = ~occupied
-            mask = np.repeat(np.repeat(empty, r, axis=0), c, axis=1)[:rows, :cols]
-            if empty.any() and int(mask.sum()) >= zeros * (1 - UNEXPLAINED_ZEROS):
-                best = (r, c, float(empty.mean()))
-    if best is None:
-        return "unstructured", 0.0
-    return f"{best[0]}x{best[1]}", best[2]

@@ -29,7 +29,7 @@ import onnx
 
 from gearshift.errors import InputError
 from gearshift.frontend.inventory import inventory
-from gearshift.schedules.kernels.bsr import project
+from gearshift.compress.blocks import project
 
 BLOCK = (16, 1)
 Assignment = tuple[float, ...]  # a sparsity per searched layer, in `SearchSpace.layers` order

@@ -26,15 +26,15 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from gearshift.frontend.inventory import detect_blocks
-from gearshift.frontend.patterns import block_project, dense_library
+from gearshift.compress.blocks import detect_blocks, project
+from gearshift.compress.patterns import block_project, dense_library
 from gearshift.relay_passes import circulant
 from gearshift.relay_passes.epilogue import find_epilogues
 from gearshift.relay_passes.found import found_dense
 from gearshift.relay_passes.exprs import bias_add_of, bias_adds, dims, weight_matmul
 from gearshift.relay_passes.plan import LayerSpec, SparsityPlan
 from gearshift.schedules.cpu.microkernel import Microkernel
-from gearshift.schedules.kernels.bsr import Tile, bsr_matmul, choose_tile, kept_columns, project, to_block_patterns, to_bsr
+from gearshift.schedules.kernels.bsr import Tile, bsr_matmul, choose_tile, kept_columns, to_block_patterns, to_bsr
 from gearshift.schedules.kernels.epilogue import apply_numpy
 
 CANDIDATES = ((16, 1), (8, 1), (4, 4), (1, 16), (1, 4))

@@ -16,7 +16,7 @@ import functools
 
 import numpy as np
 import tvm
-from gearshift.frontend.circulant import detect_block, project, reconstruct
+from gearshift.compress.circulant import detect_block, project, reconstruct
 from gearshift.relay_passes.exprs import dims
 from gearshift.schedules.kernels import circulant as kernels
 from tvm import relax, te

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from gearshift.frontend.circulant import circulant_error, detect_block
-from gearshift.frontend.inventory import detect_blocks
+from gearshift.compress.blocks import detect_blocks
+from gearshift.compress.circulant import circulant_error, detect_block
 from gearshift.relay_passes.plan import LayerSpec
 
 CIRCULANT_SIZES = (64, 32, 16, 8, 4)

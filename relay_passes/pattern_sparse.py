@@ -24,7 +24,7 @@ import tvm
 from tvm import relax
 from tvm.relax.expr_functor import mutator
 
-from gearshift.frontend.patterns import fits, library, project
+from gearshift.compress.patterns import fits, library, project
 from gearshift.relay_passes.block_sparse import (CHECK_ATOL, CHECK_RTOL, LayerReport, Log, WeightLayerWalk,
                                                 build_for_host, mark_found, new_weight, nothing_found, rewrite_main)
 from gearshift.relay_passes.exprs import bias_adds, dims, is_op, static_f32

@@ -151,7 +151,7 @@ def _bsr(m: int, k: int, n: int, r: int, c: int, density: float):
 
 def _pattern_conv(ci: int, co: int, hw: int, stride: int):
     def build(target, micro: Microkernel):
-        from gearshift.frontend.patterns import candidates
+        from gearshift.compress.patterns import candidates
         from gearshift.schedules.kernels.pattern_conv import choose_block, out_extent, pattern_conv2d
 
         masks = candidates()[[0, 9, 30, 55]]

@@ -16,7 +16,8 @@ from gearshift.relay_passes.pattern_sparse import reference_conv
 from gearshift.schedules.cpu.conv2d import Conv2d
 from gearshift.schedules.cpu.matmul import Matmul
 from gearshift.schedules.cpu.microkernel import microkernel
-from gearshift.schedules.kernels.bsr import bsr_matmul, choose_tile, project, to_block_patterns, to_bsr
+from gearshift.schedules.kernels.bsr import bsr_matmul, choose_tile, to_block_patterns, to_bsr
+from gearshift.compress.blocks import project
 from gearshift.schedules.kernels.conv2d import pack_conv_weight, packed_conv2d
 from gearshift.schedules.kernels.dense import pack_weight, packed_dense
 from gearshift.schedules.kernels.pattern_conv import out_extent, pack, padded_extent, pattern_conv2d

@@ -13,7 +13,8 @@ from gearshift.errors import InputError
 from gearshift.relay_passes.block_sparse import check_kernel
 from gearshift.relay_passes.plan import LayerSpec, SparsityPlan, parse_spec
 from gearshift.schedules.cpu.microkernel import Microkernel
-from gearshift.schedules.kernels.bsr import Tile, bsr_matmul, choose_tile, chunk_tiles, project, to_bsr, uses_panels
+from gearshift.schedules.kernels.bsr import Tile, bsr_matmul, choose_tile, chunk_tiles, to_bsr, uses_panels
+from gearshift.compress.blocks import project
 
 RNG = np.random.default_rng(11)
 

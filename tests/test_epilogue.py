@@ -14,7 +14,8 @@ from onnx import TensorProto, helper, numpy_helper
 from test_block_sparse import compile_run, pruned
 
 from gearshift.relay_passes.block_sparse import check_kernel
-from gearshift.schedules.kernels.bsr import Tile, project, to_bsr, uses_panels
+from gearshift.schedules.kernels.bsr import Tile, to_bsr, uses_panels
+from gearshift.compress.blocks import project
 from gearshift.schedules.kernels.epilogue import apply_numpy
 
 RNG = np.random.default_rng(11)

@@ -14,7 +14,7 @@ import gearshift
 from gearshift.errors import ArtifactError, InputError
 from gearshift.levels_compiler import compile_levels, save_levels
 from gearshift.relay_passes.levels import parse_levels
-from gearshift.schedules.kernels.bsr import project
+from gearshift.compress.blocks import project
 from conftest import assert_close
 
 RNG = np.random.default_rng(5)

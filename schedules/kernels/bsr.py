@@ -43,7 +43,7 @@ import tvm
 from tvm import tirx
 from tvm.script import tirx as T
 
-from gearshift.frontend.patterns import block_fits
+from gearshift.compress.patterns import block_fits
 from gearshift.schedules.cpu.microkernel import Microkernel
 from gearshift.schedules.kernels.epilogue import apply
 from gearshift.schedules.kernels.tables import lookup
@@ -427,16 +427,3 @@ def to_block_patterns(wt: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np
     np.add.at(counts, rows_idx * npat + pats, 1)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
     return np.ascontiguousarray(values, dtype=np.float32), cols_idx.astype(np.int32), offsets
-
-
-def project(wt: np.ndarray, r: int, c: int, sparsity: float) -> np.ndarray:
-    """Keep the (1 - sparsity) fraction of r x c blocks of Wᵀ with the largest L2 norm; zero the rest."""
-    n, k = wt.shape
-    blocks = wt.reshape(n // r, r, k // c, c)
-    norms = np.sqrt((blocks.astype(np.float64) ** 2).sum(axis=(1, 3)))
-    keep = int(round(norms.size * (1.0 - sparsity)))
-    mask = np.zeros(norms.size, dtype=bool)
-    if keep > 0:
-        mask[np.argsort(norms, axis=None, kind="stable")[::-1][:keep]] = True
-    mask = mask.reshape(norms.shape)
-    return (blocks * mask[:, None, :, None]).reshape(n, k).astype(wt.dtype)

@@ -40,7 +40,7 @@ import numpy as np
 import tvm
 from tvm.script import tirx as T
 
-from gearshift.frontend.patterns import fits
+from gearshift.compress.patterns import fits
 from gearshift.schedules.kernels.tables import lookup
 
 
