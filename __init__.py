@@ -22,9 +22,9 @@ from gearshift.errors import (  # noqa: E402
     UnsupportedOpError,
 )
 
-__version__ = "0.1.0"
+from gearshift.version import __version__  # noqa: E402
 
-from gearshift.compiler import compile, compile_model, save  # noqa: E402  (needs __version__)
+from gearshift.compiler import compile, compile_model, save  # noqa: E402
 from gearshift.frontend.load import load  # noqa: E402
 from gearshift.runtime import Session, aligned_empty, open_artifact  # noqa: E402
 

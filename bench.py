@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import os
 import platform
-import time
-from collections.abc import Callable, Mapping
 
-import numpy as np
+
+from gearshift.runtime.timing import summarize, time_blocks, time_interleaved  # noqa: F401  (re-exported)
 
 
 # Idle thread pools must not spin while another engine runs: on a 2-core machine a pool that
@@ -46,42 +45,6 @@ def ort_session(onnx_model: bytes | str):
     options.log_severity_level = 3  # errors only: old-opset models draw a warning per session
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
-
-
-def time_interleaved(engines: Mapping[str, Callable[[], object]], *, warmup: int = 3,
-                     repeat: int = 20) -> dict[str, list[float]]:
-    """Milliseconds of `repeat` calls of each engine, after `warmup` calls of each, round-robin."""
-    for _ in range(warmup):
-        for fn in engines.values():
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in engines}
-    for _ in range(repeat):
-        for name, fn in engines.items():
-            t = time.perf_counter()
-            fn()
-            times[name].append((time.perf_counter() - t) * 1e3)
-    return times
-
-
-def time_blocks(engines: Mapping[str, Callable[[], object]], *, warmup: int = 3, repeat: int = 20,
-                rounds: int = 4) -> dict[str, list[float]]:
-    """Milliseconds of at least `repeat` calls of each engine: `rounds` rounds, in each of which every
-    engine in turn makes `warmup` untimed calls then a block of ceil(repeat / rounds) timed ones."""
-    block = max(1, -(-repeat // max(1, rounds)))
-    times: dict[str, list[float]] = {name: [] for name in engines}
-    for _ in range(max(1, rounds)):
-        for name, fn in engines.items():
-            for _ in range(warmup):
-                fn()
-            for _ in range(block):
-                t = time.perf_counter()
-                fn()
-                times[name].append((time.perf_counter() - t) * 1e3)
-    return times
-
-
-def summarize(times: list[float]) -> dict[str, float]:
-    return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)), "runs": len(times)}
 
 
 def thread_count() -> int:

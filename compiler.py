@@ -50,7 +50,7 @@ def manifest_of(built: Built, name: str) -> dict:
     """The model's facts for the artifact's manifest."""
     import tvm
 
-    from gearshift import __version__
+    from gearshift.version import __version__
 
     return {
         "name": name,

@@ -26,9 +26,9 @@ from gearshift.frontend.importer import Imported, to_relax
 from gearshift.frontend.load import ModelLike, load
 from gearshift.relay_passes.levels import LevelSet, capacities, read_levels
 from gearshift.runtime.artifact import Artifact, write_artifact
+from gearshift.runtime.calibration import calibration_inputs  # noqa: F401  (re-exported)
 from gearshift.schedules.build import Built, Lifted, Log, Prepared, generate, lift, prepare
 from gearshift.schedules.targets import TargetInfo, get_target
-from gearshift.spec import TensorSpec
 
 
 @dataclass
@@ -138,27 +138,14 @@ def _facts(spec: str, prepared: Prepared) -> dict:
             "read_bytes": int(stored - max(0.0, padding))}  # what one inference reads (the latency model's memory part)
 
 
-def calibration_inputs(specs: Sequence[TensorSpec], seed: int = 0) -> dict[str, np.ndarray]:
-    """Random inputs for the accuracy proxy: floats ~ N(0, 1); integers (token ids, masks) in [0, 10)
-    or {0, 1} for names that look like masks. Pass real data (`calibration=`) where it matters."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for s in specs:
-        if np.issubdtype(np.dtype(s.dtype), np.floating):
-            out[s.name] = rng.standard_normal(s.shape).astype(s.dtype)
-        else:
-            high = 2 if "mask" in s.name or "type" in s.name else 10
-            out[s.name] = rng.integers(0, high, s.shape).astype(s.dtype)
-    return out
-
-
 def _measure(result: LevelsBuilt, proto, imported: Imported, info: TargetInfo,
              calibration: Mapping[str, np.ndarray] | None, repeat: int, log: Log, lifted: Lifted) -> None:
     """Host latency (median of `repeat`) and accuracy proxy of every level, and the dense model's latency."""
     import tvm
     from tvm import relax
 
-    from gearshift.bench import ort_session, time_interleaved
+    from gearshift.bench import ort_session
+    from gearshift.runtime.timing import time_interleaved
     from gearshift.runtime.session import as_arrays
 
     inputs = dict(calibration) if calibration is not None else calibration_inputs(imported.inputs)

@@ -33,7 +33,7 @@ def measure_levels(artifact: str | os.PathLike | Artifact, *, rpc: str | None = 
     import tvm
     from tvm import relax
 
-    from gearshift.levels_compiler import calibration_inputs
+    from gearshift.runtime.calibration import calibration_inputs
 
     art = artifact if isinstance(artifact, Artifact) else open_artifact(artifact)
     if rpc is None:

@@ -13,10 +13,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from gearshift.bench import time_interleaved
 from gearshift.errors import ArtifactError, InputError, TargetError, summarize
 from gearshift.runtime.cpu import missing_features
 from gearshift.runtime.artifact import Artifact, open_artifact
+from gearshift.runtime.timing import time_interleaved
 
 
 class _Level(NamedTuple):

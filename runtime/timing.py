@@ -1,0 +1,47 @@
+"""Timing helpers shared by the runtime (`Session.time`, the RT3 level measurements) and the
+benchmarks: wall-clock milliseconds per call, engines interleaved call by call or in alternating
+blocks (the benchmark protocol's headline mode), and their summary.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+
+def time_interleaved(engines: Mapping[str, Callable[[], object]], *, warmup: int = 3,
+                     repeat: int = 20) -> dict[str, list[float]]:
+    """Milliseconds of `repeat` calls of each engine, after `warmup` calls of each, round-robin."""
+    for _ in range(warmup):
+        for fn in engines.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in engines}
+    for _ in range(repeat):
+        for name, fn in engines.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - t) * 1e3)
+    return times
+
+
+def time_blocks(engines: Mapping[str, Callable[[], object]], *, warmup: int = 3, repeat: int = 20,
+                rounds: int = 4) -> dict[str, list[float]]:
+    """Milliseconds of at least `repeat` calls of each engine: `rounds` rounds, in each of which every
+    engine in turn makes `warmup` untimed calls then a block of ceil(repeat / rounds) timed ones."""
+    block = max(1, -(-repeat // max(1, rounds)))
+    times: dict[str, list[float]] = {name: [] for name in engines}
+    for _ in range(max(1, rounds)):
+        for name, fn in engines.items():
+            for _ in range(warmup):
+                fn()
+            for _ in range(block):
+                t = time.perf_counter()
+                fn()
+                times[name].append((time.perf_counter() - t) * 1e3)
+    return times
+
+
+def summarize(times: list[float]) -> dict[str, float]:
+    return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)), "runs": len(times)}
