@@ -25,7 +25,7 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq gcc-aarch64-linux-gnu qemu-user >/dev/null; }
 
 demo: setup
-	$(PY) -m gearshift.frontend.cli demo
+	$(PY) -m gearshift.cli demo
 
 test: setup
 	$(PY) -m pytest -q

@@ -128,7 +128,7 @@ def write_results(stem: str, payload: dict, markdown: str) -> tuple[Path, Path]:
 
 
 def table(rows: list[tuple]) -> str:
-    from gearshift.frontend.cli import format_table
+    from gearshift.cli.common import format_table
 
     return format_table([tuple(str(c) for c in r) for r in rows])
 

@@ -241,12 +241,12 @@ def test_cli_sparsity(tmp_path, mlp_case):
     module, feeds = mlp_case
     path = tmp_path / "mlp.onnx"
     path.write_bytes(export_torch(module, feeds, output_names=["y"]).SerializeToString())
-    done = subprocess.run([sys.executable, "-m", "gearshift.frontend.cli", "compile", str(path), "-o", str(tmp_path / "a"),
+    done = subprocess.run([sys.executable, "-m", "gearshift.cli", "compile", str(path), "-o", str(tmp_path / "a"),
                            "--sparsity", "bsr:0.8:16x1", "--layer-sparsity", "layers.1=dense"],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "layers.0.weight: bsr 16x1" in done.stderr and "1 of 1 layers" in done.stderr
-    bad = subprocess.run([sys.executable, "-m", "gearshift.frontend.cli", "compile", str(path), "-o", str(tmp_path / "b"),
+    bad = subprocess.run([sys.executable, "-m", "gearshift.cli", "compile", str(path), "-o", str(tmp_path / "b"),
                           "--sparsity", "bsr:2"], capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "must be in [0, 1)" in bad.stderr
 

@@ -12,7 +12,7 @@ from conftest import assert_close, ort_run
 
 
 def gearshift(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gearshift.frontend.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "gearshift.cli", *map(str, args)],
                           capture_output=True, text=True, timeout=600)
 
 

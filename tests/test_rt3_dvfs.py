@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gearshift.errors import InputError
-from gearshift.frontend.cli import main
+from gearshift.cli import main
 from gearshift.runtime.dvfs import (LatencyModel, LevelFacts, level_table, load_profile, parse_profile,
                                     profile_names)
 from gearshift.runtime.energy import energy_mj, simulate, write_report

@@ -5,7 +5,7 @@
                       [--sparsity SPEC] [--layer-sparsity REGEX=SPEC ...] [--sparse-form baked|runtime]
                       [--levels levels.json]  (RT3: several compression levels in one artifact)
     gearshift run DIR --inputs in.npz [-o out.npz] [--repeat N] [--json] [--level NAME]
-    gearshift profiles | levels DIR ... | rt3-report DIR ...   (RT3, see frontend/rt3_cli.py)
+    gearshift profiles | levels DIR ... | rt3-report DIR ...   (RT3, see cli/rt3.py)
     gearshift targets
     gearshift demo [--repeat N]
 
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gearshift.cli.common import format_table, log
 from gearshift.errors import GearshiftError, InputError
 
 EXIT_USER_ERROR = 2
@@ -96,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", "-o", default="out/demo-bert", help="where to write the artifact")
     demo.set_defaults(handler=_demo)
 
-    from gearshift.frontend.rt3_cli import add_commands
+    from gearshift.cli.rt3 import add_commands
 
     add_commands(sub)
     return p
@@ -118,10 +119,6 @@ def parse_input_shapes(items: Sequence[str]) -> dict[str, list[int]]:
         except ValueError:
             raise InputError(f"bad --input-shape {item!r}: expected NAME=D0,D1,... (e.g. input_ids=1,128)") from None
     return shapes
-
-
-def _log(msg: str) -> None:
-    print(f"[gearshift] {msg}", file=sys.stderr, flush=True)
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -157,18 +154,18 @@ def _compile(args: argparse.Namespace) -> int:
         from gearshift.levels_compiler import compile_levels_to
 
         art = compile_levels_to(args.model, args.levels, args.target, out, name=args.name, overwrite=args.force,
-                                input_shapes=parse_input_shapes(args.input_shape), log=_log)
+                                input_shapes=parse_input_shapes(args.input_shape), log=log)
         size = sum(f["bytes"] for f in art.manifest["files"].values())
-        _log(f"wrote {out} ({size / 1e6:.2f} MB, {len(art.level_names)} levels, {art.manifest['rt3']['form']} form)")
+        log(f"wrote {out} ({size / 1e6:.2f} MB, {len(art.level_names)} levels, {art.manifest['rt3']['form']} form)")
         return 0
     from gearshift.relay_passes.plan import SparsityPlan
 
     plan = SparsityPlan.parse(args.sparsity, args.layer_sparsity, args.sparse_form)
     built = compile_model(args.model, args.target, input_shapes=parse_input_shapes(args.input_shape),
-                          sparsity=plan, log=_log)
+                          sparsity=plan, log=log)
     art = save(built, out, name=args.name or Path(args.model).stem, overwrite=args.force)
     size = sum(f["bytes"] for f in art.manifest["files"].values())
-    _log(f"wrote {out} ({size / 1e6:.2f} MB, target {built.target.name})")
+    log(f"wrote {out} ({size / 1e6:.2f} MB, target {built.target.name})")
     return 0
 
 
@@ -225,23 +222,15 @@ def _targets(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from gearshift.bench import pools_are_quiet, quiet_environment
-    from gearshift.frontend.demo import run_demo
+    from gearshift.cli.demo import run_demo
 
     if not pools_are_quiet():  # thread pools read their settings at load: start again with them set
         sys.stdout.flush()
-        os.execve(sys.executable, [sys.executable, "-m", "gearshift.frontend.cli", *sys.argv[1:]],
+        os.execve(sys.executable, [sys.executable, "-m", "gearshift.cli", *sys.argv[1:]],
                   quiet_environment())
 
-    print(run_demo(Path(args.output), repeat=args.repeat, log=_log))
+    print(run_demo(Path(args.output), repeat=args.repeat, log=log))
     return 0
-
-
-def format_table(rows: Sequence[Sequence[str]]) -> str:
-    """A markdown table, columns padded so it also reads as plain text."""
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    lines = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

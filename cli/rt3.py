@@ -76,7 +76,7 @@ def _measurements(path: str) -> dict[str, dict[float, float]]:
 
 
 def _profiles(args) -> int:
-    from gearshift.frontend.cli import format_table
+    from gearshift.cli.common import format_table
     from gearshift.runtime.dvfs import load_profile, profile_names
 
     rows = [("name", "cores", "MHz", "description")]
@@ -89,7 +89,7 @@ def _profiles(args) -> int:
 
 
 def _levels(args) -> int:
-    from gearshift.frontend.cli import format_table
+    from gearshift.cli.common import format_table
 
     _, profile, levels, table = _table(args)
     if args.json:
@@ -135,7 +135,7 @@ def _measure(args) -> int:
             raise InputError("this machine has no cpufreq: give --mhz (the frequency its CPU runs at)")
     if not mhz > 0:
         raise InputError(f"--mhz must be positive, got {mhz}")
-    from gearshift.frontend.cli import _log
+    from gearshift.cli.common import log as _log
 
     latencies = measure_levels(args.artifact, rpc=args.rpc, key=args.key, repeat=args.repeat, log=_log)
     merge(args.output, mhz, latencies)

@@ -61,7 +61,7 @@ def run_demo(out_dir: Path, repeat: int = 20, log: Log = lambda _msg: None) -> s
         }, repeat=repeat)
     stats = {k: summarize(v) for k, v in times.items()}
     base = stats["onnxruntime"]["median_ms"]
-    from gearshift.frontend.cli import format_table
+    from gearshift.cli.common import format_table
 
     rows = [("engine", "median ms", "p90 ms", "time / ONNX Runtime", "max abs error vs ONNX Runtime")]
     for name, s in stats.items():

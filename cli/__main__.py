@@ -1,0 +1,5 @@
+import sys
+
+from gearshift.cli.main import main
+
+sys.exit(main())
