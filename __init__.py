@@ -1,7 +1,19 @@
 """gearshift: compile compressed neural networks for phones with Apache TVM.
 
 Data flows one way:  model.onnx --frontend--> Relax IRModule --relay_passes--> rewritten module
---schedules--> built library --runtime--> artifact on the device.
+--schedules--> built library --runtime--> artifact on the device. `driver.py` runs that sequence.
+
+Imports go one way too, each layer using only the layers below it (tests/test_layers.py checks it):
+
+    cli/                      the `gearshift` command
+    driver.py, compiler.py,   the compile driver and the public compile API; levels (RT3), the level
+      levels_compiler.py, ...   search, the code check, benchmark helpers
+    frontend/                 ONNX and torch in, the training-side pruners
+    relay_passes/             graph passes: dense -> block-sparse, pattern, circulant; dense packing
+    schedules/                targets, CPU schedule rules, kernels, the lowering pipeline
+    runtime/                  artifacts, Session, DVFS governor and measurements (runs on the device)
+    compress/                 compression math in numpy (projection, detection, pattern libraries)
+    errors.py, spec.py, version.py
 
 The top-level names below are the public API; each lives in the subpackage that owns it.
 """

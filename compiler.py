@@ -12,7 +12,7 @@ from gearshift.frontend.importer import to_relax
 from gearshift.frontend.load import ModelLike, load
 from gearshift.relay_passes.plan import SparsityPlan
 from gearshift.runtime.artifact import Artifact, write_artifact
-from gearshift.schedules.build import Built, Log, build
+from gearshift.driver import Built, Log, build
 from gearshift.schedules.targets import get_target
 
 

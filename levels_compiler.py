@@ -27,7 +27,7 @@ from gearshift.frontend.load import ModelLike, load
 from gearshift.relay_passes.levels import LevelSet, capacities, read_levels
 from gearshift.runtime.artifact import Artifact, write_artifact
 from gearshift.runtime.calibration import calibration_inputs  # noqa: F401  (re-exported)
-from gearshift.schedules.build import Built, Lifted, Log, Prepared, generate, lift, prepare
+from gearshift.driver import Built, Lifted, Log, Prepared, generate, lift, prepare
 from gearshift.schedules.targets import TargetInfo, get_target
 
 

@@ -1,12 +1,16 @@
-"""TensorSpec: the name, shape and dtype of a model input or output, shared by every stage."""
+"""What every stage shares: `TensorSpec` (the name, shape and dtype of a model input or output) and
+`Log` (the progress callback that compile steps write their one-line reports to)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from gearshift.errors import InputError
+
+Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from common import log, table, write_results
 
-from gearshift.schedules.codecheck import CASES, ISAS, run
+from gearshift.codecheck import CASES, ISAS, run
 
 
 def main() -> None:

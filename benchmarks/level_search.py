@@ -25,7 +25,7 @@ from common import aligned, log, table, threads_note, write_results  # first: se
 
 import gearshift
 from gearshift.bench import summarize, time_interleaved
-from gearshift.frontend.level_search import AdditiveLatency, ErrorProxy, evolve, measure_layers, search_space
+from gearshift.level_search import AdditiveLatency, ErrorProxy, evolve, measure_layers, search_space
 from gearshift.levels_compiler import compile_levels, save_levels
 from gearshift.relay_passes.levels import parse_levels
 from rt3 import bert_base_x2

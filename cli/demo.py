@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from gearshift.bench import machine, ort_session, summarize, thread_count, time_blocks
-from gearshift.schedules.build import Log
+from gearshift.driver import Log
 
 BATCH, SEQ_LEN = 1, 128
 

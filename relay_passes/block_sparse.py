@@ -17,84 +17,34 @@ tolerance falls back to dense with a warning. A following `add` of a bias vector
 from __future__ import annotations
 
 import functools
-import math
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import tvm
 from tvm import relax
-from tvm.relax.expr_functor import PyExprMutator, mutator
+from tvm.relax.expr_functor import mutator
 
 from gearshift.compress.blocks import detect_blocks, project
 from gearshift.compress.patterns import block_project, dense_library
 from gearshift.relay_passes import circulant
+from gearshift.relay_passes.costs import dense_cost, sparse_cost
 from gearshift.relay_passes.epilogue import find_epilogues
 from gearshift.relay_passes.found import found_dense
 from gearshift.relay_passes.exprs import bias_add_of, bias_adds, dims, weight_matmul
 from gearshift.relay_passes.plan import LayerSpec, SparsityPlan
+from gearshift.relay_passes.walk import (LayerReport, WeightLayerWalk, build_for_host, mark_found, new_weight,
+                                        nothing_found, pad_blocks, rewrite_main)
 from gearshift.schedules.cpu.microkernel import Microkernel
 from gearshift.schedules.kernels.bsr import Tile, bsr_matmul, choose_tile, kept_columns, to_block_patterns, to_bsr
 from gearshift.schedules.kernels.epilogue import apply_numpy
+from gearshift.spec import Log
 
 CANDIDATES = ((16, 1), (8, 1), (4, 4), (1, 16), (1, 4))
-NOTHING_FOUND = "no structure found in the weight"
 PATTERN_BLOCK = (4, 4)  # the block of dense-layer patterns when the spec names none
 PATTERN_BLOCKS = ((16, 4), (4, 4), (8, 1), (2, 8), (4, 8), (8, 4))  # where existing patterns are looked for, in turn
-CHECK_ATOL, CHECK_RTOL = 1e-4, 1e-3
 
-Log = Callable[[str], None]
-
-
-# -- cost model -------------------------------------------------------------------------------
-# Time in units of one vector FMA at full rate. Dense: the packed GEMM reaches ~80 % of peak here.
-# BSR along the outputs: every stored block column costs ceil(r / lanes) vector FMAs per activation
-# row, at ~50 % of peak (one index and `rows` broadcasts per block), plus a per-block overhead per
-# register block. Along the activations: r FMAs per block column per vector of activation rows, at
-# ~45 % of peak for r >= 4 and ~18 % for r = 1 or 2 (one broadcast feeds only r FMAs; measured here),
-# plus the transposition of x.
-DENSE_EFFICIENCY, SPARSE_EFFICIENCY, BLOCK_OVERHEAD = 0.8, 0.5, 2.0
-NARROW_EFFICIENCY, THIN_EFFICIENCY, TRANSPOSE_COST = 0.45, 0.18, 2.0
-PATTERN_EFFICIENCY = 0.75  # pattern blocks vs full blocks, per weight (4x4 blocks keeping 8: 0.94 vs 0.68 ms)
-
-
-def dense_cost(m: int, k: int, n: int, micro: Microkernel) -> float:
-    return m * k * math.ceil(n / micro.lanes) / DENSE_EFFICIENCY
-
-
-def sparse_cost(m: int, k: int, r: int, c: int, nnz: int, micro: Microkernel, entries: int | None = None) -> float:
-    """`entries`: weights per stored block when blocks hold patterns (a pattern block of 8 of 16
-    weights costs what a half-full block does, at the efficiency of an 8x1 block: measured here)."""
-    tile = choose_tile(m, k, r, micro)
-    if tile.along == "outputs":  # a column pattern's block holds entries / r columns
-        columns = c if entries is None else entries // r
-        return m * nnz * columns * math.ceil(r / micro.lanes) / SPARSE_EFFICIENCY + (m / tile.rows) * nnz * BLOCK_OVERHEAD
-    efficiency = NARROW_EFFICIENCY if r >= 4 else THIN_EFFICIENCY
-    fmas = nnz * (entries or c * r)
-    if entries is not None:
-        efficiency *= PATTERN_EFFICIENCY
-    return ((m / micro.lanes) * fmas / efficiency + (m / tile.rows) * nnz * BLOCK_OVERHEAD
-            + m * k / micro.lanes * TRANSPOSE_COST)
 
 
 # -- the pass ---------------------------------------------------------------------------------
-@dataclass
-class LayerReport:
-    name: str
-    shape: tuple[int, int]  # [K, N]
-    decision: str  # "bsr" or "dense"
-    why: str
-    block: str | None = None
-    density: float = 1.0  # fraction of blocks kept
-    nnz_blocks: int = 0
-    dense_bytes: int = 0
-    packed_bytes: int = 0
-    predicted_speedup: float = 1.0
-    check_error: float | None = None
-    epilogue: str = ""  # the elementwise ops the kernel applies on the way out (e.g. "relu"), if any
-    found: bool = False  # the structure was found in the weight (the default spec), not asked for
-
-
 def block_sparsify(mod: tvm.IRModule, weights: list[np.ndarray], names: list[str], plan: SparsityPlan,
                    micro: Microkernel, threads: int = 1, log: Log = lambda _m: None
                    ) -> tuple[tvm.IRModule, list[np.ndarray], list[str], list[LayerReport]]:
@@ -113,29 +63,6 @@ def block_sparsify(mod: tvm.IRModule, weights: list[np.ndarray], names: list[str
     return rewrite_main(rewriter, main, params)
 
 
-def new_weight(new_weights: list, name: str, value: np.ndarray) -> relax.Var:
-    """A fresh weight parameter for `value`, recorded in `new_weights` (appended to main's params by `rewrite_main`)."""
-    var = relax.Var(name, relax.TensorType(value.shape, str(value.dtype)))
-    new_weights.append((var, value))
-    return var
-
-
-def rewrite_main(rewriter, main: relax.Function, params: list) -> tuple:
-    """Run a weight-rewriting mutator (with .values, .names, .new_weights, .reports) over `main`;
-    weights it no longer uses are dropped, the new ones appended. Returns (mod, weights, names, reports)."""
-    num_input = len(main.params) - len(params)
-    new_main = rewriter.visit_expr(main)
-    used = set(relax.analysis.free_vars(new_main.body))
-    kept = [p for p in params if p in used]
-    new_params = list(main.params[:num_input]) + kept + [v for v, _ in rewriter.new_weights]
-    func = relax.Function(new_params, new_main.body, new_main.ret_ty, main.is_pure, main.attrs)
-    builder = rewriter.builder_
-    builder.update_func(builder.get().get_global_var("main"), func)
-    new_weights = [rewriter.values[p] for p in kept] + [w for _, w in rewriter.new_weights]
-    new_names = [rewriter.names[p] for p in kept] + [v.name for v, _ in rewriter.new_weights]
-    return builder.get(), new_weights, new_names, rewriter.reports
-
-
 def _epilogues(main: relax.Function, values: dict, biases: dict) -> dict:
     """matmul var -> the Epilogue (e.g. a ReLU) after its output, or after its bias add where the kernel
     adds the bias: the activation the kernel can apply itself."""
@@ -151,40 +78,6 @@ def _biases(main: relax.Function, values: dict, first_too: bool = False) -> dict
     follows it that the kernel applies too: alone, TVM folds it into the next fused kernel for free,
     and fusing it measured 1.01-1.12x slower on the BERT-base x4 benchmark model (5 rounds)."""
     return bias_adds(main, values, lambda call: weight_matmul(call, values) is not None, _bias_fits, first_too)
-
-
-class WeightLayerWalk(PyExprMutator):
-    """The walk both sparsity passes share: each binding's var is known while its call is visited
-    (`rewrite_layer(var, call, new)` decides per call), and an `add` of a bias the new kernel already
-    added is dropped. Subclasses are decorated with `@mutator`; `rewrite_main` runs them."""
-
-    def __init__(self, mod, values: dict, names: dict, biases: dict, plan: SparsityPlan, micro: Microkernel,
-                 threads: int, log: Log):
-        super().__init__(mod)
-        self.values, self.names, self.biases, self.plan, self.micro = values, names, biases, plan, micro
-        self.threads, self.log = threads, log
-        self.new_weights: list[tuple[relax.Var, np.ndarray]] = []
-        self.reports: list[LayerReport] = []
-        self.bias_done: set = set()  # producer vars whose kernel added the bias
-        self.epilogues: dict = {}  # producer var -> Epilogue its kernel may apply (set by the pass)
-        self.epilogue_done: dict = {}  # binding var of a fused epilogue -> the producer var whose kernel applied it
-        self.current = None  # the var of the binding being visited
-
-    def visit_var_binding_(self, binding: relax.VarBinding) -> None:
-        self.current = binding.var
-        super().visit_var_binding_(binding)
-
-    def visit_call_(self, call: relax.Call) -> relax.Expr:
-        producer = bias_add_of(call, self.bias_done)
-        if producer is not None:
-            return self.visit_expr(producer)  # the kernel already added this bias
-        if self.current in self.epilogue_done:
-            return self.visit_expr(self.epilogue_done[self.current])  # the kernel already applied this op
-        var = self.current
-        return self.rewrite_layer(var, call, super().visit_call_(call))
-
-    def rewrite_layer(self, var, call: relax.Call, new: relax.Expr) -> relax.Expr:
-        return new
 
 
 @mutator
@@ -241,11 +134,8 @@ class _BlockSparsify(WeightLayerWalk):
         steps = epilogue.steps if epilogue is not None else None
         sizes = (m, k, n, r, c, len(indices), tile, self.threads, _Masks(masks), steps)
         kernel = bsr_matmul(*sizes[:8], masks=masks, epilogue=steps)
-        error = check_kernel(sizes, pruned_t.T, bias, (data, indices, indptr)) if self.plan.check else 0.0
-        report.check_error = error if self.plan.check else None
-        if not error <= CHECK_ATOL + CHECK_RTOL:  # relative to the outputs' magnitude (see check_kernel)
-            report.why = f"numerical check failed (error {error:.2e}); kept dense"
-            self.log(f"warning: {name}: {spec.kind} kernel off by {error:.2e}; layer kept dense")
+        error = check_kernel(sizes, pruned_t.T, bias, (data, indices, indptr)) if self.plan.check else None
+        if not self.kernel_passes(report, name, spec.kind, error):
             return new
         if bias_param is not None:
             self.bias_done.add(var)
@@ -326,27 +216,6 @@ class _BlockSparsify(WeightLayerWalk):
 
 
 
-def pad_blocks(array: np.ndarray, capacity: int) -> np.ndarray:
-    """`array` (blocks along axis 0) with zero blocks appended up to `capacity`. The kernel walks only
-    up to indptr's last entry, so the padding is never read: it gives levels of different density
-    arrays of one shape, hence one executable."""
-    if len(array) > capacity:
-        raise ValueError(f"{len(array)} blocks exceed the capacity of {capacity}")
-    return np.concatenate([array, np.zeros((capacity - len(array), *array.shape[1:]), array.dtype)])
-
-
-def nothing_found(name: str, weight: np.ndarray) -> LayerReport:
-    """The report of a layer whose weight holds no structure (shape [K, N] as the other reports say it)."""
-    shape = (int(np.prod(weight.shape[1:])), int(weight.shape[0])) if weight.ndim == 4 else tuple(weight.shape)
-    return LayerReport(name, shape, "dense", NOTHING_FOUND, dense_bytes=weight.nbytes, packed_bytes=weight.nbytes)
-
-
-def mark_found(report: LayerReport, found: bool) -> None:
-    """Say in the report that the structure was found, not asked for (the default `found` spec)."""
-    if found:
-        report.found = True
-
-
 def spec_reason(spec: LayerSpec) -> str:
     if spec.kind == "pattern":
         return "existing block patterns" if spec.patterns is None else f"projected ({spec})"
@@ -388,13 +257,6 @@ class _Masks:
 
     def __eq__(self, other) -> bool:
         return isinstance(other, _Masks) and self.key == other.key
-
-
-def build_for_host(func: tvm.tirx.PrimFunc):
-    """One kernel compiled for this machine, callable as `lib(*tensors)`: what the passes' numerical
-    checks run."""
-    return tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
-                       target=tvm.target.Target({"kind": "llvm"}))
 
 
 @functools.lru_cache(maxsize=64)

@@ -17,15 +17,16 @@ import functools
 import numpy as np
 import tvm
 from gearshift.compress.circulant import detect_block, project, reconstruct
+from gearshift.relay_passes.costs import dense_cost
 from gearshift.relay_passes.exprs import dims
+from gearshift.relay_passes.walk import build_for_host as compiled
+from gearshift.relay_passes.walk import new_weight
 from gearshift.schedules.kernels import circulant as kernels
 from tvm import relax, te
 
 
 def rewrite(walk, var, new: relax.Expr, x: relax.Expr, w: relax.Var, spec, report) -> relax.Expr:
     """Rewrite one layer for `walk` (the BlockSparsify mutator) or return `new` unchanged."""
-    from gearshift.relay_passes.block_sparse import CHECK_ATOL, CHECK_RTOL, dense_cost, new_weight
-
     name, weight = walk.names[w], walk.values[w]
     k, n = weight.shape
     m = int(np.prod(dims(x)[:-1]))
@@ -60,10 +61,7 @@ def rewrite(walk, var, new: relax.Expr, x: relax.Expr, w: relax.Var, spec, repor
     report.block = f"b={b} {path}" + (f" ({form})" if path == "fft" else "")
     arrays = _arrays(vectors, form, walk.micro.cols)
     error = check(form, (m, k, n, b, walk.threads, lanes, budget), reconstruct(vectors, n, k).T, bias, arrays)
-    report.check_error = error
-    if not error <= CHECK_ATOL + CHECK_RTOL:
-        report.why = f"numerical check failed (error {error:.2e}); kept dense"
-        walk.log(f"warning: {name}: circulant kernel off by {error:.2e}; layer kept dense")
+    if not walk.kernel_passes(report, name, "circulant", error):
         return new
     if bias_param is not None:
         walk.bias_done.add(var)
@@ -123,8 +121,6 @@ def _host_kernels(form: str, m: int, k: int, n: int, b: int, threads: int, lanes
     """The direct kernel; or the FFT path's kernels as the pass emits them (the TIR `dft_pairs` where
     b | K, the TIR `complex_mac` for the complex form), with the TE stages unscheduled (their math and
     layouts; the Matmul rule that schedules them is tested on its own)."""
-    from gearshift.relay_passes.block_sparse import build_for_host as compiled
-
     if form == "direct":
         return [compiled(kernels.direct(m, k, n, b, lanes, budget, threads))]
     kb, nb, pairs = -(-k // b), -(-n // b), max(b // 2, 1)

@@ -25,12 +25,13 @@ from tvm import relax
 from tvm.relax.expr_functor import mutator
 
 from gearshift.compress.patterns import fits, library, project
-from gearshift.relay_passes.block_sparse import (CHECK_ATOL, CHECK_RTOL, LayerReport, Log, WeightLayerWalk,
-                                                build_for_host, mark_found, new_weight, nothing_found, rewrite_main)
 from gearshift.relay_passes.exprs import bias_adds, dims, is_op, static_f32
 from gearshift.relay_passes.found import found_conv
 from gearshift.relay_passes.plan import LayerSpec, SparsityPlan
+from gearshift.relay_passes.walk import (LayerReport, WeightLayerWalk, build_for_host, mark_found, new_weight,
+                                        nothing_found, rewrite_main)
 from gearshift.schedules.cpu.microkernel import Microkernel
+from gearshift.spec import Log
 from gearshift.schedules.kernels.pattern_conv import (channel_group, choose_block, out_extent, pack, padded_extent,
                                                       pattern_conv2d)
 
@@ -141,11 +142,7 @@ class _PatternSparsify(WeightLayerWalk):
         arrays = pack(pruned, masks, self.threads, group)
         sizes = (n, cin, cout, h, wd, pads, stride, masks.tobytes(), len(masks), len(arrays[1]), self.micro.lanes,
                  self.threads, -(-cin // group))
-        error = check_kernel(sizes, pruned, arrays)
-        report.check_error = error
-        if not error <= CHECK_ATOL + CHECK_RTOL:
-            report.why = f"numerical check failed (error {error:.2e}); kept dense"
-            self.log(f"warning: {name}: pattern kernel off by {error:.2e}; layer kept dense")
+        if not self.kernel_passes(report, name, "pattern", check_kernel(sizes, pruned, arrays)):
             return new
         report.decision, report.why = "pattern", "existing patterns" if spec.patterns is None else f"projected ({spec})"
         report.packed_bytes = sum(arr.nbytes for arr in arrays)

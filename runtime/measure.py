@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from gearshift.errors import InputError, read_json
 from gearshift.runtime.artifact import Artifact, open_artifact
+from gearshift.spec import Log
 
-Log = Callable[[str], None]
 
 
 def measure_levels(artifact: str | os.PathLike | Artifact, *, rpc: str | None = None, key: str | None = None,

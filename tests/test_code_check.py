@@ -1,13 +1,13 @@
 """Every CPU schedule rule and sparse kernel, built for AVX2, AVX-512 and NEON whatever this machine
 is, with its hot loop read from the assembly: full-width vector FMAs, the designed register block
-in registers, no per-lane moves or gathers, no spills (see gearshift.schedules.codecheck)."""
+in registers, no per-lane moves or gathers, no spills (see gearshift.codecheck)."""
 
 from __future__ import annotations
 
 import pytest
 
 from gearshift.schedules.asm import hot_loop
-from gearshift.schedules.codecheck import CASES, ISAS, problems, run
+from gearshift.codecheck import CASES, ISAS, problems, run
 
 
 @pytest.mark.parametrize("isa", list(ISAS))

@@ -9,7 +9,7 @@ import pytest
 from test_rt3_levels import X, mlp_model, reference
 
 from gearshift.errors import InputError
-from gearshift.frontend.level_search import AdditiveLatency, ErrorProxy, evolve, measure_layers, search_space
+from gearshift.level_search import AdditiveLatency, ErrorProxy, evolve, measure_layers, search_space
 
 MENU = (0.0, 0.5, 0.7, 0.85, 0.93)
 

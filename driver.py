@@ -1,4 +1,9 @@
-"""Build an imported model for a target: weights transformed once on the host, code for the device.
+"""The compile driver: an imported model through the graph passes to a library for the target.
+
+    lift -> sparsify (block, pattern) -> pack dense layers -> lift the new weight transforms -> generate
+
+`prepare` runs the graph passes (weights transformed once, on the host), `generate` the code for the
+device; `build` is both. `gearshift.compile_model`, `compile_levels` and the level search all go through here.
 
 CPU targets: dense layers move onto the packed-weight kernel (`relay_passes/dense_layout.py`), whose
 packing joins the other weight transforms at compile time, and every kernel gets a schedule from
@@ -8,7 +13,6 @@ packing joins the other weight transforms at compile time, and every kernel gets
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,9 +31,8 @@ from gearshift.relay_passes.weights import TRANSFORM, lifted_names
 from gearshift.schedules.cpu.microkernel import microkernel
 from gearshift.schedules.pipeline import pipeline
 from gearshift.schedules.targets import TargetInfo, get_target
-from gearshift.spec import TensorSpec
+from gearshift.spec import Log, TensorSpec
 
-Log = Callable[[str], None]
 
 
 @dataclass
@@ -153,7 +156,7 @@ def transform_weights(transform: tvm.IRModule, weights: list[np.ndarray]) -> lis
 
 
 def log_layers(layers: list, log: Log) -> None:
-    from gearshift.relay_passes.block_sparse import NOTHING_FOUND
+    from gearshift.relay_passes.walk import NOTHING_FOUND
 
     plain = [layer for layer in layers if layer.why == NOTHING_FOUND]
     if plain:

@@ -89,7 +89,7 @@ def compiled_asm(func: tvm.tirx.PrimFunc, target: tvm.target.Target) -> str:
 def model_asm(proto, target: tvm.target.Target) -> str:
     """Assembly of a whole ONNX model built by gearshift's pipeline for `target` (the rules' path)."""
     from gearshift.frontend.importer import to_relax
-    from gearshift.schedules.build import build
+    from gearshift.driver import build
     from gearshift.schedules.targets import TargetInfo
 
     info = TargetInfo("check", "code check", dict(target.export()), "x86_64", None)
