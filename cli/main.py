@@ -25,6 +25,7 @@ import numpy as np
 
 from gearshift.cli.common import format_table, log
 from gearshift.errors import GearshiftError, InputError
+from gearshift.relay_passes.plan import grammar_help
 
 EXIT_USER_ERROR = 2
 
@@ -58,16 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     com.add_argument("--output", "-o", required=True, help="the artifact directory to write")
     com.add_argument("--name", help="the model's name in the manifest (default: the file's stem)")
     com.add_argument("--force", action="store_true", help="replace an existing artifact directory")
-    com.add_argument("--sparsity", metavar="SPEC",
-                     help="what every weight layer becomes: found (default: the zero blocks, 3x3 patterns or "
-                          "circulant blocks the weight already has, where the cost model predicts a gain), "
-                          "dense (turn that off), bsr (keep the zeros it has), bsr:0.8 "
-                          "(80%% of blocks zero, block shape by cost model), bsr:0.8:16x1; pattern (keep the patterns it has), "
-                          "pattern:4:0.72 (3x3 convs: 4 patterns of 4-of-9, 72%% of kernels removed; dense layers: "
-                          "4 patterns of 8 in 4x4 blocks, 72%% of blocks removed), pattern:4:0.75:4x4:8 (dense "
-                          "layers: block RxC, E weights kept per block; tall blocks keep whole columns, e.g. "
-                          "pattern:4:0.75:16x4:32, the fast kind on CPUs); circulant (the circulant blocks it has), circulant:16 "
-                          "(project onto 16x16 circulant blocks), circulant:16:fft|direct")
+    com.add_argument("--sparsity", metavar="SPEC", help="what every weight layer becomes. " + grammar_help())
     com.add_argument("--layer-sparsity", action="append", default=[], metavar="REGEX=SPEC",
                      help="override --sparsity for layers whose weight name matches REGEX (repeatable; "
                           "first match wins), e.g. 'attention=dense' or 'intermediate=bsr:0.9:16x1'")

@@ -1,13 +1,9 @@
 """The sparsity plan: what each weight layer becomes, from `--sparsity` and `--layer-sparsity`.
 
-Specs (one grammar for every kind; errors name the bad part and show an example):
-  found                                  the structure the weight already has, if any (the default;
-                                         relay_passes/found.py)
-  dense                                  leave the layer alone
-  bsr[:SPARSITY[:RxC]]                   block-sparse (relay_passes/block_sparse.py)
-  pattern[:K[:CONNECTIVITY[:RxC[:E]]]]   3x3 convs: PatDNN patterns (pattern_sparse.py); dense
-                                         layers: block patterns (block_sparse.py)
-  circulant[:B[:fft|direct]]             block-circulant dense layers (circulant.py)
+One grammar for every kind, written once in `SPEC_FORMS` (the CLI's help and the parse errors are
+made from it); errors name the bad part and show an example. Where each kind is rewritten:
+found -> relay_passes/found.py, bsr and dense-layer patterns -> block_sparse.py, 3x3 patterns ->
+pattern_sparse.py, circulant -> circulant.py.
 """
 
 from __future__ import annotations
@@ -19,6 +15,26 @@ from dataclasses import dataclass, field
 from gearshift.errors import InputError
 
 FORMS = ("baked", "runtime")
+
+SPEC_FORMS = (  # (form, what it means): the grammar of a sparsity spec
+    ("found", "the structure the weight already has (zero blocks, 3x3 patterns, circulant blocks), "
+              "where the cost model predicts a gain; the default"),
+    ("dense", "leave the layer alone (turns found off)"),
+    ("bsr", "block-sparse, with the zeros the weight has"),
+    ("bsr:SPARSITY[:RxC]", "project onto RxC blocks with SPARSITY of them zero, e.g. bsr:0.8, bsr:0.8:16x1, "
+                           "bsr::16x1; without RxC the cost model picks the block"),
+    ("pattern", "the patterns the weight has"),
+    ("pattern:K[:CONNECTIVITY[:RxC[:E]]]", "3x3 convs: K patterns of 4-of-9 with CONNECTIVITY of the kernels removed, "
+                                           "e.g. pattern:4:0.72; dense layers: K patterns of E weights in RxC "
+                                           "blocks (default 4x4, E half the block), e.g. pattern:4:0.75:16x4:32"),
+    ("circulant[:B[:fft|direct]]", "block-circulant dense layers: the blocks the weight has, or projected onto "
+                                   "BxB blocks, e.g. circulant:16"),
+)
+
+
+def grammar_help() -> str:
+    """The spec grammar as one paragraph (the CLI's --sparsity help)."""
+    return "; ".join(f"{form}: {meaning}" for form, meaning in SPEC_FORMS).replace("%", "%%")
 
 
 @dataclass(frozen=True)
@@ -54,9 +70,8 @@ def parse_spec(text: str) -> LayerSpec:
     if parts[0] == "circulant":
         return _parse_circulant(text, parts)
     if parts[0] != "bsr" or len(parts) > 3:
-        raise InputError(f"bad sparsity spec {text!r}: expected found, dense, bsr, bsr:SPARSITY or bsr:SPARSITY:RxC "
-                         f"(e.g. bsr:0.8:16x1), pattern, pattern:K, pattern:K:CONNECTIVITY (e.g. pattern:4:0.72), "
-                         f"or circulant, circulant:B (e.g. circulant:16)")
+        raise InputError(f"bad sparsity spec {text!r}: expected one of {', '.join(f for f, _ in SPEC_FORMS)} "
+                         f"(e.g. bsr:0.8:16x1, pattern:4:0.72, circulant:16)")
     sparsity = None
     if len(parts) > 1 and parts[1]:
         try:

@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 import gearshift
 from gearshift.errors import InputError
 from gearshift.relay_passes.block_sparse import check_kernel
-from gearshift.relay_passes.plan import LayerSpec, SparsityPlan, parse_spec
+from gearshift.relay_passes.plan import SPEC_FORMS, LayerSpec, SparsityPlan, grammar_help, parse_spec
 from gearshift.schedules.cpu.microkernel import Microkernel
 from gearshift.schedules.kernels.bsr import Tile, bsr_matmul, choose_tile, chunk_tiles, to_bsr, uses_panels
 from gearshift.compress.blocks import project
@@ -42,6 +42,18 @@ def compile_run(proto, sparsity, feeds, tmp_path, form="baked"):
     return built, gearshift.Session(gearshift.save(built, tmp_path / "art")).run(feeds)["y"]
 
 
+def test_the_grammar_help_is_what_the_parser_takes():
+    """Every bare form and every example in SPEC_FORMS (the CLI's help) parses, and prints back as written."""
+    import re
+
+    examples = [form for form, _ in SPEC_FORMS if re.fullmatch(r"[a-z]+", form)]
+    examples += [e.rstrip(",;") for _, meaning in SPEC_FORMS for e in re.findall(r"(?:e\.g\. |, )([a-z]+:[\w.:]*)", meaning)]
+    assert len(examples) >= 10
+    for text in examples:
+        assert str(parse_spec(text)) == text
+    assert all(form in grammar_help() for form, _ in SPEC_FORMS)
+
+
 def test_parse_spec_and_errors():
     assert parse_spec("dense") == LayerSpec("dense")
     assert parse_spec("bsr") == LayerSpec("bsr")
@@ -50,7 +62,7 @@ def test_parse_spec_and_errors():
     assert parse_spec("bsr::4x4") == LayerSpec("bsr", None, (4, 4))
     for text in ["dense", "bsr", "bsr:0.8", "bsr:0.8:16x1", "bsr::4x4"]:
         assert str(parse_spec(text)) == text  # specs print as they are written
-    for bad, msg in [("csr:0.5", "expected found, dense, bsr"), ("bsr:abc", "fraction"), ("bsr:1.0", r"\[0, 1\)"),
+    for bad, msg in [("csr:0.5", "expected one of found, dense, bsr"), ("bsr:abc", "fraction"), ("bsr:1.0", r"\[0, 1\)"),
                      ("bsr:0.5:16", "RxC"), ("bsr:0.5:0x4", "RxC"), ("bsr:0.5:4x4:1", "expected")]:
         with pytest.raises(InputError, match=msg):
             parse_spec(bad)
