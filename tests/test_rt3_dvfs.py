@@ -246,3 +246,21 @@ def test_cli_levels_and_report(tmp_path, capsys):
     np.savez(tmp_path / "in.npz", x=np.zeros((16, 64), np.float32))
     assert main(["run", str(tmp_path / "art"), "-i", str(tmp_path / "in.npz"), "--level", "l93"]) == 0
     assert main(["run", str(tmp_path / "art"), "-i", str(tmp_path / "in.npz"), "--level", "zz"]) == 2
+    capsys.readouterr()
+    assert main(["profiles"]) == 0 and "sd855-gold" in capsys.readouterr().out
+
+
+def test_compile_levels_to_writes_a_switchable_artifact(tmp_path):
+    """The Python form the README shows: compile_levels_to, then a Session switching between levels."""
+    import gearshift
+    from gearshift.levels_compiler import compile_levels_to
+
+    from test_rt3_levels import levels_doc, mlp_model
+
+    (tmp_path / "levels.json").write_text(json.dumps(levels_doc("runtime")))
+    art = compile_levels_to(mlp_model(), tmp_path / "levels.json", "host", tmp_path / "art", repeat=2)
+    session = gearshift.Session(art)
+    x = {"x": np.ones((16, 64), np.float32)}
+    first = session.run(x)["y"]
+    session.switch(session.levels[-1])
+    assert session.level == session.levels[-1] and session.run(x)["y"].shape == first.shape
