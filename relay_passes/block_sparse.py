@@ -26,7 +26,7 @@ from tvm.relax.expr_functor import mutator
 from gearshift.compress.blocks import detect_blocks, project
 from gearshift.compress.patterns import block_project, dense_library
 from gearshift.relay_passes import circulant
-from gearshift.relay_passes.costs import dense_cost, sparse_cost
+from gearshift.relay_passes.costs import CANDIDATES, dense_cost, sparse_cost
 from gearshift.relay_passes.epilogue import find_epilogues
 from gearshift.relay_passes.found import found_dense
 from gearshift.relay_passes.exprs import bias_add_of, bias_adds, dims, weight_matmul
@@ -38,7 +38,6 @@ from gearshift.schedules.kernels.bsr import Tile, bsr_matmul, choose_tile, kept_
 from gearshift.schedules.kernels.epilogue import apply_numpy
 from gearshift.spec import Log
 
-CANDIDATES = ((16, 1), (8, 1), (4, 4), (1, 16), (1, 4))
 PATTERN_BLOCK = (4, 4)  # the block of dense-layer patterns when the spec names none
 PATTERN_BLOCKS = ((16, 4), (4, 4), (8, 1), (2, 8), (4, 8), (8, 4))  # where existing patterns are looked for, in turn
 

@@ -5,7 +5,7 @@ for layers whose spec is `circulant` (find the blocks W already has: a model tra
 `frontend.circulant` and exported as its dense reconstruction) or `circulant:B` (project W onto
 B x B circulant blocks). Only the defining vectors are kept: the FFT path stores their spectra as
 the per-pair GEMM weights (packed at compile time), the direct path the vectors themselves. The
-cost model (`schedules/kernels/circulant.py`) picks the path, or leaves the layer dense when neither
+cost model (`relay_passes/costs.py`) picks the path, or leaves the layer dense when neither
 beats the dense kernel. Each rewrite is checked numerically against x @ W_circulant on this machine;
 a layer beyond tolerance falls back to dense with a warning.
 """
@@ -17,7 +17,7 @@ import functools
 import numpy as np
 import tvm
 from gearshift.compress.circulant import detect_block, project, reconstruct
-from gearshift.relay_passes.costs import dense_cost
+from gearshift.relay_passes.costs import choose_path, dense_cost, direct_cost, fft_cost
 from gearshift.relay_passes.exprs import dims
 from gearshift.relay_passes.walk import build_for_host as compiled
 from gearshift.relay_passes.walk import new_weight
@@ -44,11 +44,11 @@ def rewrite(walk, var, new: relax.Expr, x: relax.Expr, w: relax.Var, spec, repor
     vectors = project(wt, b)
     walk.values[w] = np.ascontiguousarray(reconstruct(vectors, n, k).T)  # left dense, it still computes this
     lanes = walk.micro.lanes
-    path = spec.path or kernels.choose_path(m, k, n, b, lanes)
+    path = spec.path or choose_path(m, k, n, b, lanes)
     if path == "direct" and (n % b or k % b):
         report.why = f"the direct circulant kernel needs b={b} to divide N={n} and K={k}"
         return new
-    cost = (kernels.fft_cost if path == "fft" else kernels.direct_cost)(m, k, n, b, lanes)
+    cost = (fft_cost if path == "fft" else direct_cost)(m, k, n, b, lanes)
     predicted = dense_cost(m, k, n, walk.micro) / cost
     report.block, report.density, report.predicted_speedup = f"b={b} {path}", 1.0 / b, round(predicted, 2)
     if predicted <= 1.0 and spec.path is None:

@@ -1,6 +1,10 @@
-"""The cost models that decide whether a layer becomes sparse: predicted time of the dense packed
-GEMM and of the BSR kernel (along the outputs or the activations), in units of one vector FMA at
-full rate. A layer is rewritten only where its structure's predicted time beats dense.
+"""Every cost model that decides what a weight layer becomes, in one place. Times are in units of
+one vector FMA at full rate; a layer is rewritten only where its structure beats dense:
+
+    structure            decided by                                        pass
+    bsr, block patterns  sparse_cost (cheapest block of CANDIDATES) < dense  block_sparse.py
+    circulant            fft_cost or direct_cost (choose_path) < dense       circulant.py
+    3x3 patterns         kept fraction of the weights <= PATTERN_MAX_DENSITY  pattern_sparse.py
 """
 
 from __future__ import annotations
@@ -9,6 +13,8 @@ import math
 
 from gearshift.schedules.cpu.microkernel import Microkernel
 from gearshift.schedules.kernels.bsr import choose_tile
+
+CANDIDATES = ((16, 1), (8, 1), (4, 4), (1, 16), (1, 4))  # the block shapes a bsr spec without one tries
 
 
 # Time in units of one vector FMA at full rate. Dense: the packed GEMM reaches ~80 % of peak here.
@@ -39,3 +45,34 @@ def sparse_cost(m: int, k: int, r: int, c: int, nnz: int, micro: Microkernel, en
         efficiency *= PATTERN_EFFICIENCY
     return ((m / micro.lanes) * fmas / efficiency + (m / tile.rows) * nnz * BLOCK_OVERHEAD
             + m * k / micro.lanes * TRANSPOSE_COST)
+
+
+# -- circulant -----------------------------------------------------------------------------------
+# Time in vector-FMA units at full rate (as the BSR cost model). The GEMMs of the FFT path run at
+# ~75 % of peak; the DFTs (b columns) at ~40 %; the direct kernel at ~50 % (one broadcast and one
+# unaligned load per row and weight). Weights are read once per call: a byte costs 1/16 of a unit
+# (this machine: ~25 GB/s of DRAM per core against 100 GFLOP/s), which decides memory-bound layers.
+GEMM_EFFICIENCY, DFT_EFFICIENCY, DIRECT_EFFICIENCY, BYTE_COST = 0.75, 0.4, 0.5, 1.0 / 16
+
+
+def fft_cost(m: int, k: int, n: int, b: int, lanes: int) -> float:
+    kp, np_ = -(-k // b) * b, -(-n // b) * b
+    gemm = 2 * m * kp * np_ / b / lanes / GEMM_EFFICIENCY
+    dfts = m * (kp + np_) * b / lanes / DFT_EFFICIENCY
+    return gemm + dfts + BYTE_COST * 4 * 2 * kp * np_ / b
+
+
+def direct_cost(m: int, k: int, n: int, b: int, lanes: int) -> float:
+    return m * k * n / min(b, lanes) * math.ceil(min(b, lanes) / lanes) / DIRECT_EFFICIENCY + BYTE_COST * 4 * k * n / b
+
+
+def choose_path(m: int, k: int, n: int, b: int, lanes: int) -> str:
+    """"fft" or "direct": the cheaper by the cost model; direct needs b | N and b | K."""
+    if n % b or k % b:
+        return "fft"
+    return "direct" if direct_cost(m, k, n, b, lanes) < fft_cost(m, k, n, b, lanes) else "fft"
+
+
+# -- 3x3 patterns ----------------------------------------------------------------------------------
+# The pattern conv runs at about half the dense conv's FLOP rate: above 30 % of the weights kept, dense wins.
+PATTERN_MAX_DENSITY = 0.3

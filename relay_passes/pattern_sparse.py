@@ -8,7 +8,7 @@ stride 1 or 2, whose layer the plan gives a `pattern` spec:
   - `pattern`: the patterns W already has (a model trained with `PatternPruner`) are used, if every
     kernel's nonzeros fit a 4-entry pattern keeping the centre.
 The layer stays dense (with the projected weights, so the model computes the same function) where
-the weight keeps more than `MAX_DENSITY` of its entries: the pattern kernel runs at about half the
+the weight keeps more than `PATTERN_MAX_DENSITY` of its entries: the pattern kernel runs at about half the
 dense kernel's FLOP rate here, so it pays only well below half density. Every rewrite is checked on
 random input against a float64 convolution with the same weights; beyond tolerance it stays dense.
 Other convs (grouped, dilated, other kernel sizes) keep the dense path, with the reason reported.
@@ -25,6 +25,7 @@ from tvm import relax
 from tvm.relax.expr_functor import mutator
 
 from gearshift.compress.patterns import fits, library, project
+from gearshift.relay_passes.costs import PATTERN_MAX_DENSITY
 from gearshift.relay_passes.exprs import bias_adds, dims, is_op, static_f32
 from gearshift.relay_passes.found import found_conv
 from gearshift.relay_passes.plan import LayerSpec, SparsityPlan
@@ -35,7 +36,6 @@ from gearshift.spec import Log
 from gearshift.schedules.kernels.pattern_conv import (channel_group, choose_block, out_extent, pack, padded_extent,
                                                       pattern_conv2d)
 
-MAX_DENSITY = 0.3  # fraction of weights kept above which a layer stays dense
 
 
 def pattern_sparsify(mod: tvm.IRModule, weights: list[np.ndarray], names: list[str], plan: SparsityPlan,
@@ -130,8 +130,8 @@ class _PatternSparsify(WeightLayerWalk):
         density = float((pruned != 0).mean())
         report.block, report.density = f"{len(masks)} patterns", density
         report.nnz_blocks = int((pruned.reshape(cout, cin, 9) != 0).any(axis=2).sum())
-        if density > MAX_DENSITY:
-            report.why = f"density {density:.2f} above {MAX_DENSITY}: the dense kernel is faster"
+        if density > PATTERN_MAX_DENSITY:
+            report.why = f"density {density:.2f} above {PATTERN_MAX_DENSITY}: the dense kernel is faster"
             return new
         n, _, h, wd = dims(x)
         a = call.attrs

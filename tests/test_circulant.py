@@ -21,7 +21,8 @@ from gearshift.frontend.circulant import (
 from gearshift.frontend.load import export_torch
 from gearshift.relay_passes.plan import LayerSpec, parse_spec
 from gearshift.relay_passes.circulant import _arrays, check
-from gearshift.schedules.kernels.circulant import choose_path, mac_form
+from gearshift.relay_passes.costs import choose_path
+from gearshift.schedules.kernels.circulant import mac_form
 from test_block_sparse import compile_run, fc_model
 
 RNG = np.random.default_rng(3)

@@ -24,7 +24,6 @@ Direct path (one kernel, for small b or few rows): y_i[r] = sum_j sum_u v_ij[u] 
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import tvm
@@ -316,29 +315,3 @@ def direct(m: int, k: int, n: int, b: int, lanes: int, budget: int, threads: int
                             y[mo * rows + mi, (part * share + ii) * b + r] = acc[mi, r]
 
     return kernel
-
-
-# -- which path ------------------------------------------------------------------------------
-# Time in vector-FMA units at full rate (as the BSR cost model). The GEMMs of the FFT path run at
-# ~75 % of peak; the DFTs (b columns) at ~40 %; the direct kernel at ~50 % (one broadcast and one
-# unaligned load per row and weight). Weights are read once per call: a byte costs 1/16 of a unit
-# (this machine: ~25 GB/s of DRAM per core against 100 GFLOP/s), which decides memory-bound layers.
-GEMM_EFFICIENCY, DFT_EFFICIENCY, DIRECT_EFFICIENCY, BYTE_COST = 0.75, 0.4, 0.5, 1.0 / 16
-
-
-def fft_cost(m: int, k: int, n: int, b: int, lanes: int) -> float:
-    kp, np_ = -(-k // b) * b, -(-n // b) * b
-    gemm = 2 * m * kp * np_ / b / lanes / GEMM_EFFICIENCY
-    dfts = m * (kp + np_) * b / lanes / DFT_EFFICIENCY
-    return gemm + dfts + BYTE_COST * 4 * 2 * kp * np_ / b
-
-
-def direct_cost(m: int, k: int, n: int, b: int, lanes: int) -> float:
-    return m * k * n / min(b, lanes) * math.ceil(min(b, lanes) / lanes) / DIRECT_EFFICIENCY + BYTE_COST * 4 * k * n / b
-
-
-def choose_path(m: int, k: int, n: int, b: int, lanes: int) -> str:
-    """"fft" or "direct": the cheaper by the cost model; direct needs b | N and b | K."""
-    if n % b or k % b:
-        return "fft"
-    return "direct" if direct_cost(m, k, n, b, lanes) < fft_cost(m, k, n, b, lanes) else "fft"
