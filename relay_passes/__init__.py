@@ -4,7 +4,9 @@
 - `split_weight_transforms` (weights.py): all work on weights moves out of the model, to run once
   at compile time;
 - `pack_dense_layers` (dense_layout.py): matmul/conv2d with a weight -> gearshift's packed kernels.
-The structure rewrites (block-sparse, pattern, circulant) live here too, one file each.
+The structure rewrites live here too, one file each (block_sparse.py, pattern_sparse.py,
+circulant.py, found.py for structure already in the weights), sharing walk.py (the layer walk and the
+numerical check) and costs.py (every cost model).
 """
 
 from gearshift.relay_passes.safety import clip_gathers
