@@ -18,7 +18,9 @@ share pattern sequences; `order[f]` is the output channel filter f writes.
 The input is zero-padded into a workspace inside the kernel by every thread for itself, in the same
 parallel loop as the conv: one wake-up of the thread pool per call instead of two, and each thread
 reads only what it wrote (padded by both threads, half of every thread's reads came from the other
-core's cache: 56x56x128 ran 1.15x faster this way). The workspace is rows outermost ([N, H, C, W]): the input
+core's cache: 56x56x128 ran 1.07-1.15x faster this way on 2 cores). The price grows with the thread
+count: every thread pads the whole input, so on a 4- or 8-core phone the padding costs up to 4-8x
+what a shared pass would (memory and time); not measured there. The workspace is rows outermost ([N, H, C, W]): the input
 rows of one register block, for every channel, then lie in one span of (rows + 2) x C x W floats
 instead of one piece per channel plane. Measured kernel against kernel: 1.19x at 28x28x256 (there a
 channel plane is 4080 bytes, so the planes' rows fell into the same few L1 sets), 1.03-1.08x at
