@@ -171,3 +171,18 @@ def block_project(wt: np.ndarray, masks: np.ndarray, removed: float = 0.0) -> tu
     p, r, c = masks.shape
     out, ids, kept = _project(_blocks(wt, r, c), masks.reshape(p, r * c), removed)
     return _unblocks(out, r, c), ids, kept
+
+
+def block_patterns_of(wt: np.ndarray, r: int, c: int, most: int = 16) -> np.ndarray | None:
+    """The block patterns Wᵀ already has: the distinct supports of its nonzero r x c blocks, if they
+    are at most `most`, all keep the same number of weights, and leave some of the block out."""
+    n, k = wt.shape
+    support = (wt.reshape(n // r, r, k // c, c).transpose(0, 2, 1, 3).reshape(-1, r * c) != 0)
+    support = support[support.any(axis=1)]
+    if not len(support):
+        return None
+    masks = np.unique(support, axis=0)
+    sizes = set(masks.sum(axis=1).tolist())
+    if len(masks) > most or len(sizes) != 1 or sizes == {r * c}:
+        return None
+    return masks.reshape(len(masks), r, c)

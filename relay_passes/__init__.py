@@ -4,8 +4,8 @@
 - `split_weight_transforms` (weights.py): all work on weights moves out of the model, to run once
   at compile time;
 - `pack_dense_layers` (dense_layout.py): matmul/conv2d with a weight -> gearshift's packed kernels.
-The structure rewrites live here too, one file each (block_sparse.py, pattern_sparse.py,
-circulant.py, found.py for structure already in the weights), sharing walk.py (the layer walk and the
+The structure rewrites live here too, one file each (block_sparse.py with block_patterns.py,
+pattern_sparse.py, circulant.py, found.py for structure already in the weights), sharing walk.py (the layer walk and the
 numerical check) and costs.py (every cost model).
 """
 

@@ -24,8 +24,8 @@ from tvm import relax
 from tvm.relax.expr_functor import mutator
 
 from gearshift.compress.blocks import detect_blocks, project
-from gearshift.compress.patterns import block_project, dense_library
 from gearshift.relay_passes import circulant
+from gearshift.relay_passes.block_patterns import choose_patterns
 from gearshift.relay_passes.costs import CANDIDATES, dense_cost, sparse_cost
 from gearshift.relay_passes.epilogue import find_epilogues
 from gearshift.relay_passes.found import found_dense
@@ -38,8 +38,6 @@ from gearshift.schedules.kernels.bsr import Tile, bsr_matmul, choose_tile, kept_
 from gearshift.schedules.kernels.epilogue import apply_numpy
 from gearshift.spec import Log
 
-PATTERN_BLOCK = (4, 4)  # the block of dense-layer patterns when the spec names none
-PATTERN_BLOCKS = ((16, 4), (4, 4), (8, 1), (2, 8), (4, 8), (8, 4))  # where existing patterns are looked for, in turn
 
 
 
@@ -104,7 +102,7 @@ class _BlockSparsify(WeightLayerWalk):
         if spec.kind == "circulant":
             mark_found(report, found)
             return circulant.rewrite(self, var, new, x, w, spec, report)
-        choice = self._choose(spec, weight.T, m, report) if spec.kind == "bsr" else self._patterns(spec, weight.T, m, report)
+        choice = self._choose(spec, weight.T, m, report) if spec.kind == "bsr" else choose_patterns(spec, weight.T, m, self.micro, report)
         mark_found(report, found)
         if choice is None:
             return new
@@ -144,30 +142,6 @@ class _BlockSparsify(WeightLayerWalk):
         report.decision, report.why = spec.kind, spec_reason(spec)
         report.packed_bytes = data.nbytes + indices.nbytes + indptr.nbytes
         return self._emit(name, x, kernel, (data, indices, indptr), spec.kind, bias_param, m, k, n)
-
-    def _patterns(self, spec: LayerSpec, wt: np.ndarray, m: int, report: LayerReport):
-        """Block patterns (RT3): the library W's blocks already follow, or a projection onto K patterns
-        with the `sparsity` fraction of blocks removed. Returns ((r, c), pruned Wᵀ, masks) or None."""
-        n, k = wt.shape
-        shapes = [spec.block] if spec.block else [PATTERN_BLOCK] if spec.patterns else list(PATTERN_BLOCKS)
-        shapes = [(r, c) for r, c in shapes if n % r == 0 and k % c == 0]
-        if not shapes:
-            report.why = f"[N={n}, K={k}] does not divide into {spec.block or PATTERN_BLOCK} pattern blocks"
-            return None
-        if spec.patterns is None:
-            found = [(shape, block_patterns_of(wt, *shape)) for shape in shapes]
-            found = [(shape, masks) for shape, masks in found if masks is not None and vectorises(masks, m, k, self.micro)]
-            if not found:
-                blocks = " or ".join(f"{r}x{c}" for r, c in shapes)
-                report.why = f"no {blocks} block patterns in the weight (give pattern:K:CONNECTIVITY to project)"
-                return None
-            ((r, c), masks), pruned = found[0], wt
-        else:
-            r, c = shapes[0]
-            masks = dense_library(wt, r, c, spec.entries or r * c // 2, spec.patterns)
-            pruned, _, _ = block_project(wt, masks, spec.sparsity or 0.0)
-        report.block = f"{r}x{c} x {len(masks)} patterns of {int(masks[0].sum())}"
-        return (r, c), pruned, masks
 
     def _choose(self, spec: LayerSpec, wt: np.ndarray, m: int, report: LayerReport):
         n, k = wt.shape
@@ -221,27 +195,6 @@ def spec_reason(spec: LayerSpec) -> str:
     if spec.sparsity is None:
         return "existing block zeros"
     return f"projected to sparsity {spec.sparsity:g}" + (" (block shape given)" if spec.block else " (block shape by cost model)")
-
-
-def vectorises(masks: np.ndarray, m: int, k: int, micro: Microkernel) -> bool:
-    """Whether the kernel runs these block patterns as patterns: along the activations any masks, along
-    the outputs (tall blocks) only whole-column ones."""
-    return choose_tile(m, k, masks.shape[1], micro).along == "activations" or kept_columns(masks) is not None
-
-
-def block_patterns_of(wt: np.ndarray, r: int, c: int, most: int = 16) -> np.ndarray | None:
-    """The block patterns Wᵀ already has: the distinct supports of its nonzero r x c blocks, if they
-    are at most `most`, all keep the same number of weights, and leave some of the block out."""
-    n, k = wt.shape
-    support = (wt.reshape(n // r, r, k // c, c).transpose(0, 2, 1, 3).reshape(-1, r * c) != 0)
-    support = support[support.any(axis=1)]
-    if not len(support):
-        return None
-    masks = np.unique(support, axis=0)
-    sizes = set(masks.sum(axis=1).tolist())
-    if len(masks) > most or len(sizes) != 1 or sizes == {r * c}:
-        return None
-    return masks.reshape(len(masks), r, c)
 
 
 class _Masks:

@@ -10,7 +10,8 @@ import pytest
 import gearshift
 from conftest import assert_close, ort_run
 from gearshift.frontend.patterns import block_fits, block_library, block_project, column_library, dense_library
-from gearshift.relay_passes.block_sparse import _Masks, block_patterns_of, check_kernel
+from gearshift.compress.patterns import block_patterns_of
+from gearshift.relay_passes.block_sparse import _Masks, check_kernel
 from gearshift.schedules.kernels.bsr import Tile, bsr_matmul, kept_columns, to_block_patterns
 from test_block_sparse import compile_run, fc_model
 
