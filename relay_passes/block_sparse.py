@@ -102,7 +102,10 @@ class _BlockSparsify(WeightLayerWalk):
         if spec.kind == "circulant":
             mark_found(report, found)
             return circulant.rewrite(self, var, new, x, w, spec, report)
-        choice = self._choose(spec, weight.T, m, report) if spec.kind == "bsr" else choose_patterns(spec, weight.T, m, self.micro, report)
+        if spec.kind == "bsr":
+            choice = self._choose(spec, weight.T, m, report)
+        else:
+            choice = choose_patterns(spec, weight.T, m, self.micro, report)
         mark_found(report, found)
         if choice is None:
             return new
