@@ -10,17 +10,23 @@ BLOCK_SIDES = (1, 2, 4, 8, 16, 32)
 UNEXPLAINED_ZEROS = 1e-3  # fraction of zeros that may lie outside empty blocks
 
 
-def project(wt: np.ndarray, r: int, c: int, sparsity: float) -> np.ndarray:
-    """Keep the (1 - sparsity) fraction of r x c blocks of Wᵀ with the largest L2 norm; zero the rest."""
+def block_mask(wt: np.ndarray, r: int, c: int, sparsity: float) -> np.ndarray:
+    """Which r x c blocks of Wᵀ [N, K] block pruning keeps, [N / r, K / c] bool: the (1 - sparsity)
+    fraction with the largest L2 norm (ties: the later block first, as a stable descending sort)."""
     n, k = wt.shape
-    blocks = wt.reshape(n // r, r, k // c, c)
-    norms = np.sqrt((blocks.astype(np.float64) ** 2).sum(axis=(1, 3)))
+    norms = np.sqrt((wt.reshape(n // r, r, k // c, c).astype(np.float64) ** 2).sum(axis=(1, 3)))
     keep = int(round(norms.size * (1.0 - sparsity)))
     mask = np.zeros(norms.size, dtype=bool)
     if keep > 0:
         mask[np.argsort(norms, axis=None, kind="stable")[::-1][:keep]] = True
-    mask = mask.reshape(norms.shape)
-    return (blocks * mask[:, None, :, None]).reshape(n, k).astype(wt.dtype)
+    return mask.reshape(norms.shape)
+
+
+def project(wt: np.ndarray, r: int, c: int, sparsity: float) -> np.ndarray:
+    """Keep the (1 - sparsity) fraction of r x c blocks of Wᵀ with the largest L2 norm; zero the rest."""
+    n, k = wt.shape
+    kept = block_mask(wt, r, c, sparsity)
+    return (wt.reshape(n // r, r, k // c, c) * kept[:, None, :, None]).reshape(n, k).astype(wt.dtype)
 
 
 def detect_blocks(matrix: np.ndarray) -> tuple[str | None, float]:

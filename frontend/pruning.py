@@ -27,6 +27,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from gearshift.compress.blocks import block_mask
+
 
 @dataclass
 class _Target:
@@ -100,12 +102,9 @@ class BlockPruner:
     def prune(self) -> None:
         """Zero the weakest blocks of each layer down to `sparsity` and keep them zero from now on."""
         for t in self.targets:
-            with torch.no_grad():
-                norms = self.block_norms(t)
-                keep = int(round(norms.numel() * (1.0 - self.sparsity)))
-                mask = torch.zeros(norms.numel(), dtype=t.module.weight.dtype)
-                mask[torch.argsort(norms.flatten(), descending=True)[:keep]] = 1.0
-                t.mask = mask.reshape(norms.shape)
+            with torch.no_grad():  # the same blocks the compiler's projection keeps (gearshift.compress.blocks)
+                w = _matrix(t.module.weight).detach().cpu().numpy()
+                t.mask = torch.from_numpy(block_mask(w, *self.block, self.sparsity)).to(t.module.weight.dtype)
             parametrize.register_parametrization(t.module, "weight", _BlockMask(t.mask, self.block,
                                                                                  t.module.weight.shape))
 
