@@ -8,12 +8,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from gearshift.driver import Built, build
 from gearshift.frontend.importer import to_relax
 from gearshift.frontend.load import ModelLike, load
 from gearshift.relay_passes.plan import SparsityPlan
 from gearshift.runtime.artifact import Artifact, write_artifact
-from gearshift.driver import Built, Log, build
 from gearshift.schedules.targets import get_target
+from gearshift.spec import Log
 
 
 def compile_model(
@@ -49,7 +50,6 @@ def compile_model(
 def manifest_of(built: Built, name: str) -> dict:
     """The model's facts for the artifact's manifest."""
     import tvm
-
     from gearshift.version import __version__
 
     return {

@@ -18,21 +18,20 @@ from pathlib import Path
 
 import numpy as np
 import tvm
-from tvm import relax
-
 from gearshift.errors import TargetError
 from gearshift.frontend.importer import Imported
-from gearshift.relay_passes.block_sparse import block_sparsify
-from gearshift.relay_passes.plan import SparsityPlan
-from gearshift.relay_passes.pattern_sparse import pattern_sparsify
 from gearshift.relay_passes import clip_gathers, split_weight_transforms
+from gearshift.relay_passes.block_sparse import block_sparsify
 from gearshift.relay_passes.dense_layout import pack_dense_layers
+from gearshift.relay_passes.pattern_sparse import pattern_sparsify
+from gearshift.relay_passes.plan import SparsityPlan
+from gearshift.relay_passes.walk import NOTHING_FOUND
 from gearshift.relay_passes.weights import TRANSFORM, lifted_names
 from gearshift.schedules.cpu.microkernel import microkernel
 from gearshift.schedules.pipeline import pipeline
 from gearshift.schedules.targets import TargetInfo, get_target
 from gearshift.spec import Log, TensorSpec
-
+from tvm import relax
 
 
 @dataclass
@@ -156,8 +155,6 @@ def transform_weights(transform: tvm.IRModule, weights: list[np.ndarray]) -> lis
 
 
 def log_layers(layers: list, log: Log) -> None:
-    from gearshift.relay_passes.walk import NOTHING_FOUND
-
     plain = [layer for layer in layers if layer.why == NOTHING_FOUND]
     if plain:
         log(f"  {len(plain)} of {len(layers)} weight layers: {NOTHING_FOUND} (dense)")

@@ -20,15 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
+from gearshift.driver import Built, Lifted, Prepared, generate, lift, prepare
 from gearshift.errors import InputError
 from gearshift.frontend.importer import Imported, to_relax
 from gearshift.frontend.load import ModelLike, load
 from gearshift.relay_passes.levels import LevelSet, capacities, read_levels
 from gearshift.runtime.artifact import Artifact, write_artifact
-from gearshift.runtime.calibration import calibration_inputs  # noqa: F401  (re-exported)
-from gearshift.driver import Built, Lifted, Log, Prepared, generate, lift, prepare
+from gearshift.runtime.calibration import calibration_inputs
 from gearshift.schedules.targets import TargetInfo, get_target
+from gearshift.spec import Log
 
 
 @dataclass
@@ -142,11 +142,10 @@ def _measure(result: LevelsBuilt, proto, imported: Imported, info: TargetInfo,
              calibration: Mapping[str, np.ndarray] | None, repeat: int, log: Log, lifted: Lifted) -> None:
     """Host latency (median of `repeat`) and accuracy proxy of every level, and the dense model's latency."""
     import tvm
-    from tvm import relax
-
     from gearshift.bench import ort_session
-    from gearshift.runtime.timing import time_interleaved
     from gearshift.runtime.session import as_arrays
+    from gearshift.runtime.timing import time_interleaved
+    from tvm import relax
 
     inputs = dict(calibration) if calibration is not None else calibration_inputs(imported.inputs)
     args_np = [s.check(inputs[s.name]) for s in imported.inputs]

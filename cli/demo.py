@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from gearshift.bench import machine, ort_session, summarize, thread_count, time_blocks
-from gearshift.driver import Log
+from gearshift.spec import Log
 
 BATCH, SEQ_LEN = 1, 128
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from gearshift.cli.common import format_table, log
 from gearshift.errors import GearshiftError, InputError
-from gearshift.relay_passes.plan import grammar_help
+from gearshift.relay_passes.plan import FORMS, grammar_help
 
 EXIT_USER_ERROR = 2
 
@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     com.add_argument("--layer-sparsity", action="append", default=[], metavar="REGEX=SPEC",
                      help="override --sparsity for layers whose weight name matches REGEX (repeatable; "
                           "first match wins), e.g. 'attention=dense' or 'intermediate=bsr:0.9:16x1'")
-    com.add_argument("--sparse-form", choices=["baked", "runtime"], default="baked",
+    com.add_argument("--sparse-form", choices=FORMS, default="baked",
                      help="block structure as constants in the code (baked, default) or as runtime weight "
                           "arrays (runtime: one executable for several pattern sets of equal size)")
     com.add_argument("--levels", metavar="LEVELS.json",

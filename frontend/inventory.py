@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from gearshift.compress.blocks import detect_blocks  # noqa: F401  (re-exported)
+from gearshift.compress.blocks import detect_blocks
 from gearshift.compress.circulant import detect_block
 from gearshift.frontend.cleanup import static_shapes
 

@@ -29,7 +29,6 @@ from torch.nn.utils import parametrize
 
 from gearshift.compress.patterns import (  # noqa: F401  (re-exported: the pruning API's numpy half)
     COLUMN_ROWS,
-    _project,
     assign,
     block_fits,
     block_library,

@@ -9,6 +9,7 @@ compression math (the compiler half must run without the training side).
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,12 +42,18 @@ def modules() -> dict[str, Path]:
     return found
 
 
+@functools.lru_cache(maxsize=None)
+def syntax(path: Path) -> ast.Module:
+    """A module's syntax tree, parsed once for all the checks."""
+    return ast.parse(path.read_text(), str(path))
+
+
 def imports(path: Path, dotted: str, known: dict[str, Path]) -> list[tuple[str, int, str]]:
-    """(gearshift module or "" for the package, line, raw name) for every gearshift import; third-party
-    imports come back with the raw name only (module None)."""
+    """(gearshift module or "" for the package, line, raw name) for every import; third-party
+    imports come back with module None."""
     package = dotted if path.name == "__init__.py" else dotted.rpartition(".")[0]
     out = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(syntax(path)):
         names: list[str] = []
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
@@ -168,3 +175,8 @@ def test_the_check_catches_a_back_edge_and_a_cycle(tmp_path):
     fake.write_text("def f():\n    from gearshift.driver import build\n")
     known = {"driver": fake, "schedules.x": fake}
     assert imports(fake, "schedules.x", known) == [("driver", 2, "gearshift.driver"), ("driver", 2, "gearshift.driver.build")]
+    relative = tmp_path / "y.py"
+    relative.write_text("from ..driver import build\nfrom . import asm\n")
+    known = {"driver": fake, "schedules": fake, "schedules.y": relative, "schedules.asm": fake}
+    assert [(m, line) for m, line, _ in imports(relative, "schedules.y", known)] == [
+        ("driver", 1), ("driver", 1), ("schedules", 2), ("schedules.asm", 2)]
