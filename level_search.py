@@ -12,8 +12,9 @@ with.
 
 Latency model (stated, and checked in benchmarks/level_search.py against compiled levels):
     t(assignment) = rest + sum over layers of t_layer(shape, sparsity)
-t_layer is the BSR kernel (or the dense kernel for sparsity 0) built for this target and timed
-alone; `rest` (attention, norms, activations: everything not searched) is fitted from end-to-end
+t_layer is the layer compiled alone by the compile driver (`driver.build`: the BSR kernel, or the
+dense kernel where the sparsity is 0 or the cost model keeps it dense) and timed on this machine;
+`rest` (attention, norms, activations: everything not searched) is fitted from end-to-end
 measurements of uniform levels. Accuracy proxy: relative L2 error of the model's outputs against the
 dense model, ONNX Runtime on calibration inputs, with the pruned weights fed as inputs (one session).
 """
@@ -120,36 +121,51 @@ class AdditiveLatency:
         if not measured:
             raise InputError("fitting the latency model needs at least one measured uniform level")
         sums = {s: sum(self.layer_ms[(*layer.shape, s)] for layer in space.layers) for s in measured}
-        self.rest_ms = max(0.0, float(np.mean([ms - sums[s] for s, ms in measured.items()])))
+        self.rest_ms = float(np.mean([ms - sums[s] for s, ms in measured.items()]))
         return max(abs(self(space, space.uniform(s)) - ms) / ms for s, ms in measured.items())
 
 
 def measure_layers(space: SearchSpace, rows: int, repeat: int = 20, log: Callable[[str], None] = lambda _m: None
                    ) -> dict[tuple[int, int, float], float]:
-    """Each distinct (K, N, sparsity) kernel built for this machine and timed alone (median, ms):
-    the BSR kernel the pass would emit, or the dense matmul for sparsity 0."""
+    """Each distinct (K, N, sparsity) layer compiled alone by the compile driver, as `compile` would
+    build it in the model (the BSR kernel, or the packed dense kernel where the sparsity is 0 or the
+    cost model keeps the layer dense), and timed on this machine (median, ms).
+
+    Each figure is a one-layer model's call, so it carries one VM call's overhead; that overhead is
+    the same for every assignment and `AdditiveLatency.fit_rest` takes it out of `rest`."""
     import tvm
+    from tvm import relax
 
-    from gearshift.schedules.cpu.microkernel import microkernel
-    from gearshift.schedules.kernels.bsr import bsr_matmul, choose_tile, to_bsr
-    from gearshift.schedules.targets import get_target
+    from gearshift.driver import build
+    from gearshift.frontend.importer import to_relax
+    from gearshift.relay_passes.plan import SparsityPlan
 
-    target = get_target("host").tvm_target()
-    micro, cores = microkernel(target), int(target.attrs.get("num-cores", 1))
     rng = np.random.default_rng(0)
     out = {}
     for k, n in sorted({layer.shape for layer in space.layers}):
+        proto = _one_layer(rows, rng.standard_normal((k, n)).astype(np.float32))
+        x = tvm.runtime.tensor(rng.standard_normal((rows, k)).astype(np.float32))
         for s in space.menu:
-            wt = project(rng.standard_normal((n, k)).astype(np.float32), *BLOCK, s)
-            data, indices, indptr = to_bsr(wt, *BLOCK)
-            kernel = bsr_matmul(rows, k, n, *BLOCK, len(indices), choose_tile(rows, k, BLOCK[0], micro), cores)
-            lib = tvm.compile(tvm.IRModule({"main": kernel.with_attr("global_symbol", "main")}), target=target)
-            args = [tvm.runtime.tensor(a) for a in (rng.standard_normal((rows, k)).astype(np.float32), data, indices,
-                                                     indptr, np.zeros(n, np.float32), np.zeros((rows, n), np.float32))]
-            timer = lib.mod.time_evaluator("main", tvm.cpu(), number=5, repeat=repeat)
-            out[(k, n, s)] = float(np.median(timer(*args).results)) * 1e3
-            log(f"kernel {k}->{n} at sparsity {s:g}: {out[(k, n, s)]:.3f} ms")
+            built = build(to_relax(proto), "host", sparsity=SparsityPlan.parse(f"bsr:{s:g}:16x1") if s else None)
+            vm = relax.VirtualMachine(built.executable, tvm.cpu())
+            vm.set_input("main", x, *(tvm.runtime.tensor(w) for w in built.weights.values()))
+            timer = vm.time_evaluator("invoke_stateful", tvm.cpu(), number=5, repeat=repeat, min_repeat_ms=0)
+            out[(k, n, s)] = float(np.median(timer("main").results)) * 1e3
+            kept = [layer["decision"] for layer in built.report["sparse_layers"]]
+            log(f"layer {k}->{n} at sparsity {s:g} ({kept[0] if kept else 'dense'}): {out[(k, n, s)]:.3f} ms")
     return out
+
+
+def _one_layer(rows: int, weight: np.ndarray) -> onnx.ModelProto:
+    """x [rows, K] @ weight [K, N] as an ONNX model, the weight an initializer (what the passes rewrite)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    k, n = weight.shape
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "layer",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [rows, k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [rows, n])], [numpy_helper.from_array(weight, "w")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
 
 
 @dataclass

@@ -2,8 +2,9 @@
 
 Model: the BERT-base-shaped encoder x2 of benchmarks/rt3.py (seq 128, random weights), its 12 linear
 layers searched over 16x1 block sparsities {50, 70, 85, 93 %}.
-  1. Per-layer kernel latencies measured here (`measure_layers`), the rest of the model fitted from
-     the four uniform levels compiled and timed end to end: the additive latency model and its fit.
+  1. Per-layer latencies measured here (`measure_layers`: each layer built alone by the driver), the
+     rest of the model fitted from the four uniform levels compiled and timed end to end: the
+     additive latency model and its fit.
   2. For budgets = the uniform 70 % and 85 % levels' predicted latency: the evolutionary search's
      assignment vs the most accurate uniform level within the budget (accuracy proxy: relative L2
      error of the outputs against the dense model, ONNX Runtime, calibration inputs).
@@ -21,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import aligned, log, table, threads_note, write_results  # first: sets thread env
+from common import aligned, log, machine_note, table, threads_note, write_results  # first: sets thread env
 
 import gearshift
 from gearshift.bench import summarize, time_interleaved
@@ -96,7 +97,8 @@ def main() -> None:
     md = ["# Level search vs uniform sparsity", "",
           f"BERT-base-shaped encoder x2 (seq 128, random weights), 12 linear layers, menu {list(MENU)} (16x1); "
           f"{threads_note()}", "",
-          "Per-layer kernel latency, ms (M = 128, timed alone):", "",
+          machine_note(), "",
+          "Per-layer latency, ms (M = 128; each layer compiled alone by the driver and timed):", "",
           table([("layer", *(f"{s:g}" for s in MENU)), *layer_rows]), "",
           f"Additive model: rest of the model {latency.rest_ms:.2f} ms, fitted to the uniform levels "
           f"({', '.join(f'{s:g}: {ms:.2f} ms' for s, ms in measured.items())}); largest error {fit_error:.1%}.", "",

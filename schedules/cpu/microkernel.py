@@ -55,6 +55,12 @@ def dividing_rows(m: int, rows: int) -> int | None:
     return next((r for r in range(rows, 0, -1) if m % r == 0 and (r == rows or 2 * r > rows)), None)
 
 
+def thread_parts(units: int, threads: int) -> int:
+    """How many contiguous shares `units` (block rows, filters) split into for `threads` cores: the
+    most, up to `threads`, that divide `units` evenly, so that every thread gets the same work."""
+    return max(d for d in range(1, max(1, threads) + 1) if units % d == 0)
+
+
 def microkernel(target) -> Microkernel:
     """The microkernel for a TVM LLVM target (x86 with or without AVX-512, or aarch64 NEON)."""
     from tvm.target import codegen

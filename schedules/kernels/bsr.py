@@ -44,7 +44,7 @@ from tvm import tirx
 from tvm.script import tirx as T
 
 from gearshift.compress.patterns import block_fits
-from gearshift.schedules.cpu.microkernel import Microkernel
+from gearshift.schedules.cpu.microkernel import Microkernel, thread_parts
 from gearshift.schedules.kernels.epilogue import apply
 from gearshift.schedules.kernels.tables import lookup
 
@@ -111,7 +111,7 @@ def bsr_matmul(m: int, k: int, n: int, r: int, c: int, nnz: int, tile: Tile, thr
     if masks is not None and (masks.shape[1:] != (r, c) or (tile.along == "outputs" and kept_columns(masks) is None)):
         raise ValueError(f"bsr_matmul: block patterns need {r}x{c} masks, keeping whole columns along the outputs")
     block_rows, nnz = n // r, max(nnz, 1)
-    parts = max(d for d in range(1, max(1, threads) + 1) if block_rows % d == 0)
+    parts = thread_parts(block_rows, threads)
     if tile.along == "outputs":
         cols = [list(range(c))] if masks is None else kept_columns(masks)
         if masks is None and uses_panels(m, k, n, r, c, nnz, tile, threads):

@@ -30,6 +30,8 @@ import tvm
 from tvm import te
 from tvm.script import tirx as T
 
+from gearshift.schedules.cpu.microkernel import thread_parts
+
 DFT_BLOCK, MAC_BLOCK, IDFT_BLOCK = "gs_circ_dft", "gs_circ_mac", "gs_circ_idft"
 
 
@@ -282,7 +284,7 @@ def direct(m: int, k: int, n: int, b: int, lanes: int, budget: int, threads: int
         raise ValueError(f"circulant direct kernel: b {b} must divide N {n} and K {k}")
     nb, kb = n // b, k // b
     rows = direct_rows(m, b, lanes, budget)
-    parts = max(d for d in range(1, max(1, threads) + 1) if nb % d == 0)
+    parts = thread_parts(nb, threads)
     share = nb // parts
     step = DIRECT_STEP if b % DIRECT_STEP == 0 else b
 
@@ -297,21 +299,20 @@ def direct(m: int, k: int, n: int, b: int, lanes: int, budget: int, threads: int
                     for t in T.vectorized(b):
                         xx[mm, j, h * b + t] = x[mm, j * b + t]
         for part in T.parallel(parts):
-            for ii in range(share):
-                for mo in range(m // rows):
-                    acc = T.alloc_buffer((rows, b), "float32", scope="local")
-                    for mi in T.unroll(rows):
-                        for r in T.vectorized(b):
-                            acc[mi, r] = bias[(part * share + ii) * b + r]
-                    for j in range(kb):
-                        for uo in range(b // step):
-                            for ui in T.unroll(step):
-                                for mi in T.unroll(rows):
-                                    for r in T.vectorized(b):
-                                        acc[mi, r] = acc[mi, r] + v[part * share + ii, j, uo * step + ui] * xx[
-                                            mo * rows + mi, j, b - uo * step - ui + r]
-                    for mi in T.unroll(rows):
-                        for r in T.vectorized(b):
-                            y[mo * rows + mi, (part * share + ii) * b + r] = acc[mi, r]
+            for ii, mo in T.grid(share, m // rows):
+                acc = T.alloc_buffer((rows, b), "float32", scope="local")
+                for mi in T.unroll(rows):
+                    for r in T.vectorized(b):
+                        acc[mi, r] = bias[(part * share + ii) * b + r]
+                for j in range(kb):
+                    for uo in range(b // step):
+                        for ui in T.unroll(step):
+                            for mi in T.unroll(rows):
+                                for r in T.vectorized(b):
+                                    acc[mi, r] = acc[mi, r] + v[part * share + ii, j, uo * step + ui] * xx[
+                                        mo * rows + mi, j, b - uo * step - ui + r]
+                for mi in T.unroll(rows):
+                    for r in T.vectorized(b):
+                        y[mo * rows + mi, (part * share + ii) * b + r] = acc[mi, r]
 
     return kernel

@@ -43,6 +43,7 @@ import tvm
 from tvm.script import tirx as T
 
 from gearshift.compress.patterns import fits
+from gearshift.schedules.cpu.microkernel import thread_parts
 from gearshift.schedules.kernels.tables import lookup
 
 
@@ -89,7 +90,7 @@ def pattern_conv2d(n: int, cin: int, cout: int, h: int, w: int, pads: tuple[int,
     taps = [[divmod(int(c), 3) for c in np.flatnonzero(m.ravel())] for m in masks]
     if any(len(t) != 4 for t in taps):
         raise ValueError("pattern_conv2d: every pattern must keep exactly 4 entries")
-    parts = max(d for d in range(1, max(1, threads) + 1) if cout % d == 0)
+    parts = thread_parts(cout, threads)
     share, top, left = cout // parts, pads[0], pads[1]
 
     def tap(p, t, part: int):  # the (p, t) tap's dy, column phase or column shift: constant once unrolled
@@ -183,7 +184,7 @@ def reorder(ids: np.ndarray, npat: int, threads: int) -> list[int]:
     """Filter kernel reordering: filters sorted by kept-kernel count, then pattern histogram, and
     dealt round-robin into `threads` contiguous shares (equal work per thread, similar filters adjacent)."""
     cout = ids.shape[0]
-    parts = max(d for d in range(1, max(1, threads) + 1) if cout % d == 0)
+    parts = thread_parts(cout, threads)
     hist = np.stack([(ids == p).sum(axis=1) for p in range(npat)], axis=1)
     ranked = sorted(range(cout), key=lambda f: (-int((ids[f] >= 0).sum()), *(-hist[f]), f))
     return [f for part in range(parts) for f in ranked[part::parts]]
