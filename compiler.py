@@ -15,6 +15,7 @@ from gearshift.relay_passes.plan import SparsityPlan
 from gearshift.runtime.artifact import Artifact, write_artifact
 from gearshift.schedules.targets import get_target
 from gearshift.spec import Log
+from gearshift.tune.database import tuning_from
 
 
 def compile_model(
@@ -26,14 +27,17 @@ def compile_model(
     exporter: str = "legacy",
     output_names: Sequence[str] | None = None,
     sparsity: SparsityPlan | str | None = None,
+    db: str | os.PathLike | None = None,
     log: Log = lambda _msg: None,
 ) -> Built:
     """Compile `model` (see `gearshift.frontend.load` for what it may be) for `target`.
 
     sparsity: a `SparsityPlan`, or a spec for every weight layer such as "bsr:0.8" or "bsr:0.9:16x1"
     (see `gearshift.relay_passes.plan`); None: the structure each weight already has ("found"),
-    "dense" to turn that off."""
+    "dense" to turn that off. db: a tuning database folder (`gearshift tune`): the sparse kernels it
+    has records for take their fastest measured knobs, the others the rules'."""
     info = get_target(target)  # fail on a bad name before any slow work
+    tuning = tuning_from(db, info)
     t = time.perf_counter()
     proto = load(model, example_inputs, input_shapes=input_shapes, exporter=exporter,
                  output_names=output_names)
@@ -41,7 +45,7 @@ def compile_model(
     log(f"import: {len(proto.graph.node)} ONNX nodes after clean-up, {len(imported.weights)} weights "
         f"({time.perf_counter() - t:.1f} s)")
     plan = SparsityPlan.parse(sparsity) if isinstance(sparsity, str) or sparsity is None else sparsity
-    built = build(imported, info, log=log, sparsity=plan)
+    built = build(imported, info, log=log, sparsity=plan, tuning=tuning)
     built.report["import_seconds"] = round(
         time.perf_counter() - t - built.report["transform_seconds"] - built.report["build_seconds"], 3)
     return built

@@ -28,6 +28,7 @@ from gearshift.relay_passes.plan import SparsityPlan
 from gearshift.relay_passes.walk import NOTHING_FOUND
 from gearshift.relay_passes.weights import TRANSFORM, lifted_names
 from gearshift.schedules.cpu.microkernel import microkernel
+from gearshift.schedules.knobs import Tuning
 from gearshift.schedules.pipeline import pipeline
 from gearshift.schedules.targets import TargetInfo, get_target
 from gearshift.spec import Log, TensorSpec
@@ -65,6 +66,7 @@ class Prepared:
     layers: list  # LayerReport per candidate layer
     dense_layers: int
     seconds: float
+    tuned: list = field(default_factory=list)  # (kernel, knobs) of the sparse kernels that took tuned knobs
 
 
 @dataclass(frozen=True)
@@ -83,15 +85,18 @@ def lift(imported: Imported) -> Lifted:
 
 
 def prepare(imported: Imported, info: TargetInfo, sparsity: SparsityPlan | None = None,
-            log: Log = lambda _msg: None, lifted: Lifted | None = None) -> Prepared:
+            log: Log = lambda _msg: None, lifted: Lifted | None = None, tuning: Tuning | None = None) -> Prepared:
     """The graph passes of `build`: weight transforms split off and run (or `lifted`, done once for
-    several plans), layers rewritten as `sparsity` says, dense layers moved onto the packed kernel."""
+    several plans), layers rewritten as `sparsity` says, dense layers moved onto the packed kernel.
+    `tuning`: tuned knobs for the sparse kernels (a database's, for this target); it also collects
+    the kernels the model needs (what `gearshift tune` tunes)."""
     tvm_target = info.tvm_target()
     t0 = time.perf_counter()
     lifted = lifted or lift(imported)
     model, weights, names = lifted.model, list(lifted.weights), list(lifted.names)
     layers: list = []
     dense_layers = 0
+    used_before = len(tuning.used) if tuning is not None else 0
     if sparsity is not None and sparsity.active and info.is_gpu and sparsity.only_found:
         sparsity = None  # the GPU kernels are dense: structure found in the weights is not used there
     if sparsity is not None and sparsity.active and info.is_gpu:
@@ -100,10 +105,15 @@ def prepare(imported: Imported, info: TargetInfo, sparsity: SparsityPlan | None 
         micro = microkernel(tvm_target)
         if sparsity is not None and sparsity.active:
             cores = int(tvm_target.attrs.get("num-cores", 1))
-            model, weights, names, layers = block_sparsify(model, weights, names, sparsity, micro, cores, log)
-            model, weights, names, conv_layers = pattern_sparsify(model, weights, names, sparsity, micro, cores, log)
+            model, weights, names, layers = block_sparsify(model, weights, names, sparsity, micro, cores, log, tuning)
+            model, weights, names, conv_layers = pattern_sparsify(model, weights, names, sparsity, micro, cores, log,
+                                                                  tuning)
             layers += conv_layers
             log_layers(layers, log)
+            tuned = tuning.used[used_before:] if tuning is not None else []
+            if tuning is not None and tuning.records:
+                log(f"tuned: {len(tuned)} of {len(layers)} layers' kernels take knobs from the database"
+                    + "".join(f"\n  {label}: {knobs}" for label, knobs in tuned))
         model, dense_layers = pack_dense_layers(model, micro)
         model = relax.transform.FastMathTransform()(model)  # vectorisable exp/erf/tanh (libm's are scalar)
         model, transform = split_weight_transforms(model)
@@ -115,15 +125,17 @@ def prepare(imported: Imported, info: TargetInfo, sparsity: SparsityPlan | None 
     seconds = time.perf_counter() - t0
     log(f"weights: {len(imported.weights)} in, {len(names)} prepared, {dense_layers} dense layers packed "
         f"({seconds:.1f} s)")
-    return Prepared(model, weights, names, layers, dense_layers, seconds)
+    tuned = tuning.used[used_before:] if tuning is not None else []
+    return Prepared(model, weights, names, layers, dense_layers, seconds, [{"kernel": k, "knobs": v} for k, v in tuned])
 
 
 def build(imported: Imported, target: str | TargetInfo = "host", log: Log = lambda _msg: None,
-          sparsity: SparsityPlan | None = None) -> Built:
+          sparsity: SparsityPlan | None = None, tuning: Tuning | None = None) -> Built:
     """Compile `imported` for `target` (a name from `gearshift.schedules.target_names()` or a TargetInfo),
-    rewriting weight layers as `sparsity` says (see `gearshift.relay_passes.block_sparse`)."""
+    rewriting weight layers as `sparsity` says (see `gearshift.relay_passes.block_sparse`), with the
+    sparse kernels' knobs from `tuning` where it has them."""
     info = get_target(target) if isinstance(target, str) else target
-    return generate(prepare(imported, info, sparsity, log), imported, info, log)
+    return generate(prepare(imported, info, sparsity, log, tuning=tuning), imported, info, log)
 
 
 def generate(prepared: Prepared, imported: Imported, info: TargetInfo, log: Log = lambda _msg: None) -> Built:
@@ -139,7 +151,7 @@ def generate(prepared: Prepared, imported: Imported, info: TargetInfo, log: Log 
         + (f", without a dedicated schedule: {', '.join(unscheduled)}" if unscheduled else ""))
     report = {"transform_seconds": round(prepared.seconds, 3), "build_seconds": round(t2 - t1, 3),
               "dense_layers_packed": prepared.dense_layers, "kernels": kernels,
-              "sparse_layers": [asdict(layer) for layer in prepared.layers]}
+              "sparse_layers": [asdict(layer) for layer in prepared.layers], "tuned_kernels": prepared.tuned}
     return Built(executable, dict(zip(prepared.names, prepared.weights)), imported.inputs, imported.outputs, info,
                  report)
 

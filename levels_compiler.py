@@ -25,10 +25,12 @@ from gearshift.errors import InputError
 from gearshift.frontend.importer import Imported, to_relax
 from gearshift.frontend.load import ModelLike, load
 from gearshift.relay_passes.levels import LevelSet, capacities, read_levels
+from gearshift.relay_passes.plan import SparsityPlan
 from gearshift.runtime.artifact import Artifact, write_artifact
 from gearshift.runtime.calibration import calibration_inputs
 from gearshift.schedules.targets import TargetInfo, get_target
 from gearshift.spec import Log
+from gearshift.tune.database import tuning_from
 
 
 @dataclass
@@ -48,25 +50,22 @@ class LevelsBuilt:
 def compile_levels(model: ModelLike, levels: LevelSet | str | os.PathLike, target: str = "host", *,
                    input_shapes: Mapping[str, Sequence[int]] | None = None, exporter: str = "legacy",
                    calibration: Mapping[str, np.ndarray] | None = None, repeat: int = 10,
-                   log: Log = lambda _msg: None) -> LevelsBuilt:
-    """Compile `model` at every level of `levels` (a LevelSet or a levels file) for `target`."""
+                   db: str | os.PathLike | None = None, log: Log = lambda _msg: None) -> LevelsBuilt:
+    """Compile `model` at every level of `levels` (a LevelSet or a levels file) for `target`; the
+    sparse kernels take their knobs from the tuning database `db` where it has them."""
     levels = levels if isinstance(levels, LevelSet) else read_levels(levels)
     info = get_target(target)
+    tuning = tuning_from(db, info)
     proto = load(model, input_shapes=input_shapes, exporter=exporter)
     imported = to_relax(proto)
-    quiet: Log = lambda _msg: None
     lifted = lift(imported)  # the same for every level (and the dense reference)
     if levels.form == "runtime":
-        t = time.perf_counter()
-        # planning pass: no numerical check (the final pass runs it)
-        planned = [prepare(imported, info, replace(level.plan, check=False), quiet, lifted) for level in levels.levels]
-        capacity = capacities([p.layers for p in planned])
-        log(f"levels: planned {len(levels.levels)} levels ({time.perf_counter() - t:.1f} s); "
-            f"{len(capacity)} layers sparse, arrays padded to each layer's largest level")
         prepared = {}
-        for level in levels.levels:
+        if tuning is not None:
+            tuning.per_layer = True  # one kernel per layer serves every level
+        for level, plan in zip(levels.levels, final_plans(levels, imported, info, lifted, log)):
             log(f"level {level.name}: {level.spec}")
-            prepared[level.name] = prepare(imported, info, replace(level.plan, capacity=capacity), log, lifted)
+            prepared[level.name] = prepare(imported, info, plan, log, lifted, tuning)
         _check_same_code(prepared)
         shared = generate(next(iter(prepared.values())), imported, info, log)
         builts = {name: _with_weights(shared, p) for name, p in prepared.items()}
@@ -74,7 +73,7 @@ def compile_levels(model: ModelLike, levels: LevelSet | str | os.PathLike, targe
         prepared, builts = {}, {}
         for level in levels.levels:
             log(f"level {level.name}: {level.spec} (own code)")
-            prepared[level.name] = prepare(imported, info, level.plan, log, lifted)
+            prepared[level.name] = prepare(imported, info, level.plan, log, lifted, tuning)
             builts[level.name] = generate(prepared[level.name], imported, info, log)
     result = LevelsBuilt(levels, builts)
     for level in levels.levels:
@@ -85,6 +84,21 @@ def compile_levels(model: ModelLike, levels: LevelSet | str | os.PathLike, targe
         log(f"levels: latency and accuracy proxy not measured ({info.name} code does not run here); "
             f"measure them on the device")
     return result
+
+
+def final_plans(levels: LevelSet, imported: Imported, info: TargetInfo, lifted: Lifted,
+                log: Log = lambda _msg: None) -> list[SparsityPlan]:
+    """Each level's plan as the build runs it: in the runtime form, every sparse layer's arrays padded
+    to the most blocks any level keeps (found by a planning pass without numerical checks)."""
+    if levels.form != "runtime":
+        return [level.plan for level in levels.levels]
+    t = time.perf_counter()
+    planned = [prepare(imported, info, replace(level.plan, check=False), lambda _m: None, lifted)
+               for level in levels.levels]
+    capacity = capacities([p.layers for p in planned])
+    log(f"levels: planned {len(levels.levels)} levels ({time.perf_counter() - t:.1f} s); "
+        f"{len(capacity)} layers sparse, arrays padded to each layer's largest level")
+    return [replace(level.plan, capacity=capacity) for level in levels.levels]
 
 
 def save_levels(result: LevelsBuilt, out_dir: str | os.PathLike, *, name: str = "model",

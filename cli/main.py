@@ -4,6 +4,8 @@
     gearshift compile MODEL --target T -o DIR [--input-shape ...] [--name N] [--force]
                       [--sparsity SPEC] [--layer-sparsity REGEX=SPEC ...] [--sparse-form baked|runtime]
                       [--levels levels.json]  (RT3: several compression levels in one artifact)
+                      [--db DIR]  (tuned kernel knobs from `gearshift tune`)
+    gearshift tune MODEL --target T --db DIR [--sparsity ...|--levels F] [--trials N] [--rpc H:P --key K]
     gearshift run DIR --inputs in.npz [-o out.npz] [--repeat N] [--json] [--level NAME]
     gearshift profiles | levels DIR ... | rt3-report DIR ...   (RT3, see cli/rt3.py)
     gearshift targets
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gearshift.cli.common import format_table, log
+from gearshift.cli.common import format_table, log, parse_input_shapes, shape_option
 from gearshift.errors import GearshiftError, InputError
 from gearshift.relay_passes.plan import FORMS, grammar_help
 
@@ -49,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
 
     ins = sub.add_parser("inspect", help="list the weight-carrying layers of a model")
     ins.add_argument("model", help="an .onnx file")
-    _shape_option(ins)
+    shape_option(ins)
     ins.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ins.set_defaults(handler=_inspect)
 
@@ -69,7 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     com.add_argument("--levels", metavar="LEVELS.json",
                      help="compile several compression levels into one artifact (RT3), each a sparsity spec; "
                           "see relay_passes/levels.py for the file format. Replaces --sparsity")
-    _shape_option(com)
+    com.add_argument("--db", metavar="DIR", help="a tuning database (`gearshift tune`): the sparse kernels it has "
+                                                  "records for take their fastest measured knobs")
+    shape_option(com)
     com.set_defaults(handler=_compile)
 
     run = sub.add_parser("run", help="run a compiled artifact on this machine")
@@ -89,28 +93,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", "-o", default="out/demo-bert", help="where to write the artifact")
     demo.set_defaults(handler=_demo)
 
-    from gearshift.cli.rt3 import add_commands
+    from gearshift.cli.rt3 import add_commands as add_rt3_commands
+    from gearshift.cli.tune import add_commands as add_tune_commands
 
-    add_commands(sub)
+    add_rt3_commands(sub)
+    add_tune_commands(sub)
     return p
-
-
-def _shape_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...",
-                   help="a static shape for a dynamic input (repeatable), e.g. input_ids=1,128")
-
-
-def parse_input_shapes(items: Sequence[str]) -> dict[str, list[int]]:
-    shapes = {}
-    for item in items:
-        name, sep, dims = item.rpartition("=")
-        try:
-            if not sep or not name:
-                raise ValueError
-            shapes[name] = [int(d) for d in dims.replace("x", ",").split(",")]
-        except ValueError:
-            raise InputError(f"bad --input-shape {item!r}: expected NAME=D0,D1,... (e.g. input_ids=1,128)") from None
-    return shapes
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -146,7 +134,7 @@ def _compile(args: argparse.Namespace) -> int:
         from gearshift.levels_compiler import compile_levels_to
 
         art = compile_levels_to(args.model, args.levels, args.target, out, name=args.name, overwrite=args.force,
-                                input_shapes=parse_input_shapes(args.input_shape), log=log)
+                                input_shapes=parse_input_shapes(args.input_shape), db=args.db, log=log)
         size = sum(f["bytes"] for f in art.manifest["files"].values())
         log(f"wrote {out} ({size / 1e6:.2f} MB, {len(art.level_names)} levels, {art.manifest['rt3']['form']} form)")
         return 0
@@ -154,7 +142,7 @@ def _compile(args: argparse.Namespace) -> int:
 
     plan = SparsityPlan.parse(args.sparsity, args.layer_sparsity, args.sparse_form)
     built = compile_model(args.model, args.target, input_shapes=parse_input_shapes(args.input_shape),
-                          sparsity=plan, log=log)
+                          sparsity=plan, db=args.db, log=log)
     art = save(built, out, name=args.name or Path(args.model).stem, overwrite=args.force)
     size = sum(f["bytes"] for f in art.manifest["files"].values())
     log(f"wrote {out} ({size / 1e6:.2f} MB, target {built.target.name})")

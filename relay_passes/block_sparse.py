@@ -34,6 +34,7 @@ from gearshift.relay_passes.plan import LayerSpec, SparsityPlan
 from gearshift.relay_passes.walk import (LayerReport, WeightLayerWalk, build_for_host, mark_found, new_weight,
                                         nothing_found, pad_blocks, rewrite_main)
 from gearshift.schedules.cpu.microkernel import Microkernel
+from gearshift.schedules.knobs import Tuning, bsr_task, bsr_tile
 from gearshift.schedules.kernels.bsr import Tile, bsr_matmul, choose_tile, kept_columns, to_block_patterns, to_bsr
 from gearshift.schedules.kernels.epilogue import apply_numpy
 from gearshift.spec import Log
@@ -43,11 +44,11 @@ from gearshift.spec import Log
 
 # -- the pass ---------------------------------------------------------------------------------
 def block_sparsify(mod: tvm.IRModule, weights: list[np.ndarray], names: list[str], plan: SparsityPlan,
-                   micro: Microkernel, threads: int = 1, log: Log = lambda _m: None
+                   micro: Microkernel, threads: int = 1, log: Log = lambda _m: None, tuning: Tuning | None = None
                    ) -> tuple[tvm.IRModule, list[np.ndarray], list[str], list[LayerReport]]:
     """Rewrite `mod["main"]` (weights, names: its weight parameters' values and names, in order).
     Returns the module, the new weights and names (in the new parameter order) and a report per
-    candidate layer."""
+    candidate layer. `tuning`: tuned kernel knobs to use where it has them (`schedules/knobs.py`)."""
     main = mod["main"]
     num_input = int(main.attrs["num_input"])
     params = list(main.params[num_input:])
@@ -56,7 +57,7 @@ def block_sparsify(mod: tvm.IRModule, weights: list[np.ndarray], names: list[str
     epilogues = _epilogues(main, values, either)
     biases.update({v: either[v] for v in epilogues if v in either})
     rewriter = _BlockSparsify(mod, values, dict(zip(params, names)), biases, plan, micro, threads, log)
-    rewriter.epilogues = epilogues
+    rewriter.epilogues, rewriter.tuning = epilogues, tuning
     return rewrite_main(rewriter, main, params)
 
 
@@ -132,6 +133,10 @@ class _BlockSparsify(WeightLayerWalk):
         bias = self.values[bias_param] if bias_param is not None else np.zeros(n, np.float32)
         epilogue = self.epilogues.get(var)
         steps = epilogue.steps if epilogue is not None else None
+        if self.tuning is not None:  # tuned knobs for this exact kernel, if the database has them
+            tuned = self.tuning.knobs(bsr_task(name, m, k, n, r, c, (data, indices, indptr), masks, steps,
+                                               self.micro, self.threads, tile))
+            tile = bsr_tile(tuned, self.micro.lanes) if tuned is not None else tile
         sizes = (m, k, n, r, c, len(indices), tile, self.threads, _Masks(masks), steps)
         kernel = bsr_matmul(*sizes[:8], masks=masks, epilogue=steps)
         error = check_kernel(sizes, pruned_t.T, bias, (data, indices, indptr)) if self.plan.check else None

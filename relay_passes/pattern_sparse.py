@@ -33,13 +33,14 @@ from gearshift.relay_passes.walk import (LayerReport, WeightLayerWalk, build_for
                                         nothing_found, rewrite_main)
 from gearshift.schedules.cpu.microkernel import Microkernel
 from gearshift.spec import Log
+from gearshift.schedules.knobs import Tuning, pattern_conv_task
 from gearshift.schedules.kernels.pattern_conv import (channel_group, choose_block, out_extent, pack, padded_extent,
                                                       pattern_conv2d)
 
 
 
 def pattern_sparsify(mod: tvm.IRModule, weights: list[np.ndarray], names: list[str], plan: SparsityPlan,
-                     micro: Microkernel, threads: int = 1, log: Log = lambda _m: None
+                     micro: Microkernel, threads: int = 1, log: Log = lambda _m: None, tuning: Tuning | None = None
                      ) -> tuple[tvm.IRModule, list[np.ndarray], list[str], list[LayerReport]]:
     """Rewrite `mod["main"]`'s pattern-spec convs (see the module docstring); as `block_sparsify`."""
     main = mod["main"]
@@ -47,6 +48,7 @@ def pattern_sparsify(mod: tvm.IRModule, weights: list[np.ndarray], names: list[s
     values = dict(zip(params, weights))
     biases = bias_adds(main, values, lambda call: is_op(call, "relax.nn.conv2d"), _channel_bias)
     rewriter = _PatternSparsify(mod, values, dict(zip(params, names)), biases, plan, micro, threads, log)
+    rewriter.tuning = tuning
     return rewrite_main(rewriter, main, params)
 
 
@@ -139,9 +141,15 @@ class _PatternSparsify(WeightLayerWalk):
         rows = choose_block(*out_extent(h, wd, pads, stride), self.micro.lanes)[0]
         wp = (padded_extent(h, wd, pads, stride, self.micro.lanes)[1] - 1) * stride + 3
         group = channel_group(cin, report.nnz_blocks / cout, rows, wp, stride)
+        block = None  # the rules' register block (`choose_block`)
+        if self.tuning is not None:  # tuned knobs for this exact kernel, if the database has them
+            tuned = self.tuning.knobs(pattern_conv_task(name, (n, cin, cout, h, wd, pads, stride), pruned, masks,
+                                                        self.micro, self.threads))
+            if tuned is not None:
+                block, group = (int(tuned["rows"]), int(tuned["vectors"])), int(tuned["group"])
         arrays = pack(pruned, masks, self.threads, group)
         sizes = (n, cin, cout, h, wd, pads, stride, masks.tobytes(), len(masks), len(arrays[1]), self.micro.lanes,
-                 self.threads, -(-cin // group))
+                 self.threads, -(-cin // group), block)
         if not self.kernel_passes(report, name, "pattern", check_kernel(sizes, pruned, arrays)):
             return new
         report.decision, report.why = "pattern", "existing patterns" if spec.patterns is None else f"projected ({spec})"
@@ -157,7 +165,7 @@ class _PatternSparsify(WeightLayerWalk):
     def _emit(self, name, x, masks, arrays, sizes, cout, extent, bias) -> relax.Expr:
         bb = self.builder_
         values, channels, offsets, order = arrays
-        kernel = pattern_conv2d(*sizes[:7], masks, sizes[9], sizes[10], sizes[11], ngroups=sizes[12])
+        kernel = pattern_conv2d(*sizes[:7], masks, sizes[9], sizes[10], sizes[11], block=sizes[13], ngroups=sizes[12])
         structure = [channels, offsets, order]
         if self.plan.form == "runtime":
             structure = [new_weight(self.new_weights, f"{name}.pattern_{part}", arr)
@@ -166,7 +174,7 @@ class _PatternSparsify(WeightLayerWalk):
             structure = [relax.const(arr) for arr in structure]
         gv = bb.add_func(kernel, "gs_pattern_conv2d")
         n, _, _, h, w, pads, stride = sizes[:7]
-        out_shape = [n, cout, *padded_extent(h, w, pads, stride, sizes[10])]
+        out_shape = [n, cout, *padded_extent(h, w, pads, stride, sizes[10], sizes[13])]
         out = bb.emit(relax.call_tir(gv, [self.visit_expr(x), new_weight(self.new_weights, f"{name}.pattern_values", values),
                                           *structure, bias],
                                      relax.TensorType(out_shape, "float32")))
@@ -176,10 +184,10 @@ class _PatternSparsify(WeightLayerWalk):
 
 
 @functools.lru_cache(maxsize=32)
-def _host_kernel(n, cin, cout, h, w, pads, stride, mask_bytes, npat, kept, lanes, threads, ngroups):
+def _host_kernel(n, cin, cout, h, w, pads, stride, mask_bytes, npat, kept, lanes, threads, ngroups, block=None):
     masks = np.frombuffer(mask_bytes, bool).reshape(npat, 3, 3)
-    kernel = pattern_conv2d(n, cin, cout, h, w, pads, stride, masks, kept, lanes, threads, ngroups=ngroups)
-    return build_for_host(kernel), [n, cout, *padded_extent(h, w, pads, stride, lanes)]
+    kernel = pattern_conv2d(n, cin, cout, h, w, pads, stride, masks, kept, lanes, threads, block, ngroups)
+    return build_for_host(kernel), [n, cout, *padded_extent(h, w, pads, stride, lanes, block)]
 
 
 def check_kernel(sizes: tuple, w: np.ndarray, arrays) -> float:

@@ -39,7 +39,7 @@ def measure_levels(artifact: str | os.PathLike | Artifact, *, rpc: str | None = 
         device, load = tvm.cpu(), lambda path: tvm.runtime.load_module(str(path))
         where = "this machine"
     else:
-        remote = _connect(rpc, key)
+        remote = connect(rpc, key)
         device, where = remote.cpu(), f"{key} via tracker {rpc}"
 
         def load(path: Path):
@@ -63,7 +63,8 @@ def measure_levels(artifact: str | os.PathLike | Artifact, *, rpc: str | None = 
     return out
 
 
-def _connect(rpc: str, key: str | None):
+def _tracker(rpc: str, key: str | None):
+    """The tracker at `rpc` ("host:port"), checked to know `key`."""
     from tvm import rpc as tvm_rpc
 
     host, sep, port = rpc.rpartition(":")
@@ -73,16 +74,27 @@ def _connect(rpc: str, key: str | None):
         raise InputError("--rpc needs --key: the device key the RPC server registered with the tracker")
     try:
         tracker = tvm_rpc.connect_tracker(host, int(port))
-        keys = sorted(tracker.summary()["queue_info"])
+        queues = tracker.summary()["queue_info"]
     except Exception as err:  # TVM raises plain RuntimeError/TVMError with its own text
         raise InputError(f"cannot reach the RPC tracker at {rpc}: {str(err).strip().splitlines()[-1]}") from None
-    if key not in keys:  # a request for an unknown key would wait forever
-        raise InputError(f"the tracker at {rpc} has no device with key {key!r}; keys: {', '.join(keys) or 'none'}")
+    if key not in queues:  # a request for an unknown key would wait forever
+        raise InputError(f"the tracker at {rpc} has no device with key {key!r}; keys: {', '.join(sorted(queues)) or 'none'}")
+    return tracker, queues[key]
+
+
+def connect(rpc: str, key: str | None):
+    """A session on one device the tracker at `rpc` hands out for `key`."""
+    tracker, _ = _tracker(rpc, key)
     try:
         return tracker.request(key, priority=1, session_timeout=600, max_retry=2)
     except Exception as err:
         raise InputError(f"cannot get a device with key {key!r} from the tracker at {rpc}: "
                          f"{str(err).strip().splitlines()[-1]}") from None
+
+
+def free_devices(rpc: str, key: str) -> int:
+    """How many devices with `key` the tracker at `rpc` has free now."""
+    return int(_tracker(rpc, key)[1].get("free", 0))
 
 
 def current_mhz(cpu: int = 0) -> float | None:

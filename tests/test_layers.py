@@ -22,7 +22,8 @@ LAYERS = [
     ("schedules", ["schedules"]),
     ("passes", ["relay_passes"]),
     ("frontend", ["frontend"]),
-    ("driver", ["driver", "compiler", "levels_compiler", "level_search", "codecheck", "bench"]),
+    ("tune", ["tune"]),
+    ("driver", ["driver", "compiler", "levels_compiler", "level_search", "codecheck", "bench", "autotune"]),
     ("cli", ["cli"]),
     ("package", [""]),  # gearshift/__init__.py: the public API, re-exported from below
 ]

@@ -52,10 +52,14 @@ from gearshift.schedules.kernels.tables import lookup
 @dataclass(frozen=True)
 class Tile:
     """The register block: vectorised `along` the block's "outputs" or the "activations", over
-    `rows` activation rows (a multiple of `lanes` when along the activations)."""
+    `rows` activation rows (a multiple of `lanes` when along the activations). Along the outputs,
+    `chunk` (register tiles per chunk of activation rows) and `panels` (read x through panels) are
+    left to the rules (`chunk_tiles`, `uses_panels`) when 0 / None; a tuner sets them."""
     along: str
     rows: int
     lanes: int = 8
+    chunk: int = 0
+    panels: bool | None = None
 
 
 def choose_tile(m: int, k: int, r: int, micro: Microkernel, density: float | None = None) -> Tile:
@@ -110,11 +114,14 @@ def bsr_matmul(m: int, k: int, n: int, r: int, c: int, nnz: int, tile: Tile, thr
                          f"{tile.lanes} divide rows and K {k}")
     if masks is not None and (masks.shape[1:] != (r, c) or (tile.along == "outputs" and kept_columns(masks) is None)):
         raise ValueError(f"bsr_matmul: block patterns need {r}x{c} masks, keeping whole columns along the outputs")
+    if tile.panels and not panels_fit(k, tile, masks):
+        raise ValueError(f"bsr_matmul: panels need full blocks along the outputs, {PANEL} | K, at most {PANEL} rows "
+                         f"and {PANEL} or {2 * PANEL} lanes; got {tile} at K {k}")
     block_rows, nnz = n // r, max(nnz, 1)
     parts = thread_parts(block_rows, threads)
     if tile.along == "outputs":
         cols = [list(range(c))] if masks is None else kept_columns(masks)
-        if masks is None and uses_panels(m, k, n, r, c, nnz, tile, threads):
+        if tile.panels or (tile.panels is None and masks is None and uses_panels(m, k, n, r, c, nnz, tile, threads)):
             return _along_outputs_panels(m, k, n, r, c, nnz, tile, threads, cols, epilogue)
         return _along_outputs(m, k, n, r, c, nnz, tile, parts, block_rows // parts, cols, epilogue)
     return _along_activations(m, k, n, r, c, nnz, tile, parts, block_rows // parts, masks, epilogue)
@@ -123,7 +130,7 @@ def bsr_matmul(m: int, k: int, n: int, r: int, c: int, nnz: int, tile: Tile, thr
 def _along_outputs(m, k, n, r, c, nnz, tile, parts, share, cols, epilogue):
     rows, block_rows = min(tile.rows, m), n // r
     tiles, tail = m // rows, m % rows  # `tail` rows left over, done by a second, smaller tile
-    per_chunk = chunk_tiles(m, k, rows)
+    per_chunk = tile.chunk or chunk_tiles(m, k, rows)
     chunks = (tiles + per_chunk - 1) // per_chunk
 
     block_row_tile = block_row_macro(r, c, cols, epilogue)
@@ -227,8 +234,14 @@ def uses_panels(m: int, k: int, n: int, r: int, c: int, nnz: int, tile: Tile, th
     tiles, parts = -(-m // min(tile.rows, m)), max(1, threads)
     idle = -(-tiles // parts) * parts - tiles
     density = nnz / ((n // r) * (k // c))
-    return (tile.lanes in (PANEL, 2 * PANEL) and tile.rows <= PANEL and k % PANEL == 0 and tile.rows * k * 4 > L1_BUDGET
-            and density <= PANEL_DENSITY and tiles >= parts and idle * 8 <= tiles)
+    return (panels_fit(k, tile, None) and tile.rows * k * 4 > L1_BUDGET and density <= PANEL_DENSITY
+            and tiles >= parts and idle * 8 <= tiles)
+
+
+def panels_fit(k: int, tile: Tile, masks: np.ndarray | None) -> bool:
+    """Whether the panel tiling can run this tile at all (whatever it would cost)."""
+    return (masks is None and tile.along == "outputs" and tile.lanes in (PANEL, 2 * PANEL) and tile.rows <= PANEL
+            and k % PANEL == 0)
 
 
 def _along_outputs_panels(m, k, n, r, c, nnz, tile, threads, cols, epilogue):
@@ -241,6 +254,7 @@ def _along_outputs_panels(m, k, n, r, c, nnz, tile, threads, cols, epilogue):
     rows, block_rows = tile.rows, n // r
     tiles = -(-m // rows)
     parts, tiles_each, per_chunk = panel_split(m, k, rows, threads)
+    per_chunk = min(tile.chunk, tiles_each) if tile.chunk else per_chunk
     block_row_tile = block_row_macro(r, c, cols, epilogue)
     chunks = -(-tiles_each // per_chunk)
 

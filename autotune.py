@@ -1,0 +1,118 @@
+"""Tune a model's sparse kernels for a target: what `gearshift tune` runs.
+
+    load -> import -> the passes with a collecting `Tuning` (which kernels, with their real
+    structure) -> per kernel, the cost-model-guided search (`tune/search.py`) -> the database
+
+A later `compile --db` (or `compile_levels(db=...)`) builds with the fastest records. Measuring
+happens here for `host` (and the x86 targets this CPU runs), or on devices through TVM's RPC
+tracker for anything else; the kernels are compiled here in both cases.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from gearshift.driver import lift, prepare
+from gearshift.errors import InputError
+from gearshift.frontend.importer import to_relax
+from gearshift.frontend.load import ModelLike, load
+from gearshift.levels_compiler import final_plans
+from gearshift.relay_passes.levels import LevelSet, read_levels
+from gearshift.relay_passes.plan import SparsityPlan
+from gearshift.schedules.knobs import Task, Tuning
+from gearshift.schedules.targets import TargetInfo, get_target
+from gearshift.spec import Log
+from gearshift.tune.database import Database, target_key
+from gearshift.tune.runner import LocalRunner, RemoteRunner
+from gearshift.tune.search import Progress, TaskResult, Tuner, tune_tasks
+
+
+@dataclass
+class TuneReport:
+    target: str
+    database: str
+    device: str
+    tasks: list[TaskResult] = field(default_factory=list)
+    seconds: float = 0.0
+    new_trials: int = 0
+
+    def as_dict(self) -> dict:
+        return {"target": self.target, "database": self.database, "device": self.device,
+                "seconds": self.seconds, "new_trials": self.new_trials,
+                "tasks": [{"kernel": t.label, "default_ms": t.default_ms, "tuned_ms": t.best_ms,
+                           "speedup": round(t.speedup, 3) if t.speedup else None, "trials": t.trials,
+                           "new_trials": t.new_trials, "seconds": t.seconds, "knobs": t.best_knobs}
+                          for t in self.tasks]}
+
+
+def sparse_tasks(model: ModelLike, info: TargetInfo, *, sparsity: SparsityPlan | str | None = None,
+                 levels: LevelSet | str | os.PathLike | None = None, input_shapes=None) -> list[Task]:
+    """The sparse kernels a build of `model` for `info` runs (every level's, for a levels file),
+    each with its real structure arrays; kernels of equal sizes come next to each other."""
+    if info.is_gpu:
+        raise InputError(f"{info.name} is a GPU target: gearshift's tunable sparse kernels are CPU kernels")
+    imported = to_relax(load(model, input_shapes=input_shapes))
+    lifted, tuning = lift(imported), Tuning()
+    if levels is not None:
+        levels = levels if isinstance(levels, LevelSet) else read_levels(levels)
+        plans = final_plans(levels, imported, info, lifted)
+        tuning.per_layer = levels.form == "runtime"
+    else:
+        plans = [SparsityPlan.parse(sparsity) if isinstance(sparsity, str) or sparsity is None else sparsity]
+    for plan in plans:
+        prepare(imported, info, replace(plan, check=False), lifted=lifted, tuning=tuning)
+    if tuning.per_layer:  # one kernel per layer serves every level: tune the one the build keeps
+        first: dict = {}
+        for task in tuning.tasks:
+            first.setdefault((task.name, task.kind, task.sizes), task)
+        tasks = list(first.values())
+    else:
+        tasks = tuning.tasks
+    return sorted(tasks, key=lambda t: (t.kind, str(t.sizes)))
+
+
+def autotune(model: ModelLike, target: str = "host", *, db: str | os.PathLike, trials: int = 64,
+             sparsity: SparsityPlan | str | None = None, levels: LevelSet | str | os.PathLike | None = None,
+             rpc: str | None = None, key: str | None = None, input_shapes=None, seed: int = 0,
+             log: Log = lambda _m: None, progress: Progress | None = None) -> TuneReport:
+    """Tune every sparse kernel of `model` for `target` into the database folder `db` (created if
+    needed; records already there count, so a rerun resumes). Measures here, or with `rpc`
+    ("host:port" of a tracker) and `key` on every free device registered under that key."""
+    if trials < 1:
+        raise InputError(f"--trials must be at least 1, got {trials}")
+    info = get_target(target)
+    database = Database(db)
+    t = time.perf_counter()
+    tasks = sparse_tasks(model, info, sparsity=sparsity, levels=levels, input_shapes=input_shapes)
+    log(f"tune: {len(tasks)} sparse kernels to tune for {info.name} ({time.perf_counter() - t:.1f} s to find them)")
+    if not tasks:
+        log("tune: nothing to tune (no layer became a sparse kernel: give --sparsity or --levels)")
+    runner = RemoteRunner(info, rpc, key) if rpc else LocalRunner(info)
+    report = TuneReport(info.name, str(database.path), runner.where)
+    progress = progress or Progress()
+    tuner = Tuner(database, target_key(info), runner, seed, progress.show)
+    before = len(database.records)
+    try:
+        report.tasks = tune_tasks(tuner, tasks, trials)
+    finally:
+        progress.done()
+        runner.close()
+        report.new_trials = len(database.records) - before
+        report.seconds = round(time.perf_counter() - t, 1)
+    return report
+
+
+def summary_rows(report: TuneReport) -> list[Sequence[str]]:
+    """The summary table: one row per kernel."""
+    rows = [("kernel", "default ms", "tuned ms", "speedup", "trials")]
+    for task in report.tasks:
+        rows.append((task.label, _ms(task.default_ms), _ms(task.best_ms),
+                     f"{task.speedup:.2f}x" if task.speedup else "-", str(task.trials)))
+    return rows
+
+
+def _ms(value: float | None) -> str:
+    return f"{value:.3f}" if value is not None else "failed"
