@@ -66,3 +66,29 @@ def mlp_onnx(tmp_path_factory, mlp_case) -> str:
     path = tmp_path_factory.mktemp("models") / "mlp.onnx"
     path.write_bytes(export_torch(module, feeds, output_names=["y"]).SerializeToString())
     return str(path)
+
+
+def start_rpc(key: str, servers: int = 1):
+    """A real TVM RPC tracker with `servers` RPC servers registered under `key` on this machine (what
+    phones would register with). Returns ("127.0.0.1:port", stop)."""
+    import time
+
+    from tvm import rpc
+    from tvm.rpc.server import Server
+    from tvm.rpc.tracker import Tracker
+
+    tracker = Tracker(host="127.0.0.1", port=9190, port_end=9290, silent=True)
+    started = [Server(host="127.0.0.1", port=9300, port_end=9400, key=key, tracker_addr=("127.0.0.1", tracker.port),
+                      silent=True) for _ in range(servers)]
+    for _ in range(600):  # servers register asynchronously (up to 30 s on a slow machine)
+        queue = rpc.connect_tracker("127.0.0.1", tracker.port).summary()["queue_info"].get(key, {})
+        if queue.get("free", 0) >= servers:
+            break
+        time.sleep(0.05)
+
+    def stop():
+        for server in started:
+            server.terminate()
+        tracker.terminate()
+
+    return f"127.0.0.1:{tracker.port}", stop

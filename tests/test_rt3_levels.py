@@ -9,6 +9,7 @@ import threading
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from conftest import start_rpc
 
 import gearshift
 from gearshift.errors import ArtifactError, InputError
@@ -211,22 +212,9 @@ def test_stress_switching_under_concurrent_inference(artifact):
 @pytest.fixture(scope="module")
 def rpc_tracker():
     """A real TVM RPC tracker and server on this machine (what a phone would register with)."""
-    import time
-
-    from tvm import rpc
-    from tvm.rpc.server import Server
-    from tvm.rpc.tracker import Tracker
-
-    tracker = Tracker(host="127.0.0.1", port=9190, port_end=9290, silent=True)
-    server = Server(host="127.0.0.1", port=9300, port_end=9400, key="gearshift-test",
-                    tracker_addr=("127.0.0.1", tracker.port), silent=True)
-    for _ in range(600):  # the server registers asynchronously (up to 30 s on a slow machine)
-        if "gearshift-test" in rpc.connect_tracker("127.0.0.1", tracker.port).summary()["queue_info"]:
-            break
-        time.sleep(0.05)
-    yield f"127.0.0.1:{tracker.port}"
-    server.terminate()
-    tracker.terminate()
+    address, stop = start_rpc("gearshift-test")
+    yield address
+    stop()
 
 
 def test_measure_levels_over_rpc_and_here(artifact, rpc_tracker, tmp_path):
