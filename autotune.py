@@ -100,7 +100,7 @@ def autotune(model: ModelLike, target: str = "host", *, db: str | os.PathLike, t
     finally:
         progress.done()
         runner.close()
-        report.new_trials = len(database.records) - before
+        report.new_trials = sum(not r.get("final") for r in database.records[before:])
         report.seconds = round(time.perf_counter() - t, 1)
     return report
 

@@ -7,6 +7,9 @@ measurement comes back, so an interrupted run keeps every record and a rerun res
      "knobs": {...}, "ms": 0.31 or null, "error": null or "why it failed", "default": true/false,
      "features": [...], "device": "where it was measured", "time": "UTC ISO time"}
 
+After a search, the winner and the default are measured again in turns; a record with "final": true
+says which of them a build takes (the winner only if it stayed faster).
+
 The target key is the TVM target's configuration (so `host` on two different machines does not
 mix); the task key is the kernel's kind, sizes and structure fingerprint (`schedules/knobs.py`).
 Nothing is pickled. A line that is not a record is reported by file and line number.
@@ -17,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections import defaultdict
 from pathlib import Path
 
 from gearshift.errors import InputError
@@ -71,37 +73,34 @@ class Database:
         self.records.append(record)
 
     def measured(self, target: str, task: str) -> dict[str, float | None]:
-        """Canonical knobs -> ms (None: failed) of one task on one target."""
-        return {canonical(r["knobs"]): r.get("ms") for r in self.records if r["target"] == target and r["task"] == task}
+        """Canonical knobs -> ms (None: failed) of one task's search trials on one target."""
+        return {canonical(r["knobs"]): r.get("ms") for r in self.records
+                if r["target"] == target and r["task"] == task and not r.get("final")}
+
+    def final(self, target: str, task: str) -> dict | None:
+        """The latest confirmed record of a task (the search's winner, or the default where the winner
+        did not beat it when measured again), or None before any."""
+        finals = [r for r in self.records if r["target"] == target and r["task"] == task and r.get("final")]
+        return finals[-1] if finals else None
 
     def best(self, target: str) -> dict[str, dict]:
-        """Task key -> the fastest measured knobs on `target` (what a build takes)."""
+        """Task key -> what a build takes on `target`: the confirmed knobs where there are some, else
+        the fastest measured."""
         fastest: dict[str, tuple[float, dict]] = {}
+        confirmed: dict[str, dict] = {}
         for r in self.records:
-            if r["target"] == target and r.get("ms") is not None:
-                if r["task"] not in fastest or r["ms"] < fastest[r["task"]][0]:
-                    fastest[r["task"]] = (r["ms"], r["knobs"])
-        return {task: knobs for task, (_, knobs) in fastest.items()}
+            if r["target"] != target or r.get("ms") is None:
+                continue
+            if r.get("final"):
+                confirmed[r["task"]] = r["knobs"]
+            elif r["task"] not in fastest or r["ms"] < fastest[r["task"]][0]:
+                fastest[r["task"]] = (r["ms"], r["knobs"])
+        return {**{task: knobs for task, (_, knobs) in fastest.items()}, **confirmed}
 
     def training_set(self, target: str, kind: str) -> list[dict]:
-        """Successful records of one kernel kind on one target that carry features."""
+        """Successful search trials of one kernel kind on one target (records with features)."""
         return [r for r in self.records if r["target"] == target and r["kind"] == kind
-                and r.get("ms") is not None and r.get("features")]
-
-    def summary(self, target: str) -> dict[str, dict]:
-        """Per task: label, default ms, best ms, trials."""
-        out: dict[str, dict] = defaultdict(lambda: {"label": "", "default_ms": None, "best_ms": None, "trials": 0})
-        for r in self.records:
-            if r["target"] != target:
-                continue
-            row = out[r["task"]]
-            row["label"], row["trials"] = r.get("label", r["task"]), row["trials"] + 1
-            ms = r.get("ms")
-            if ms is not None and r["default"]:
-                row["default_ms"] = ms if row["default_ms"] is None else min(row["default_ms"], ms)
-            if ms is not None and (row["best_ms"] is None or ms < row["best_ms"]):
-                row["best_ms"] = ms
-        return dict(out)
+                and r.get("ms") is not None and r.get("features") and not r.get("final")]
 
 
 def _problem(record) -> str | None:

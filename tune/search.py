@@ -29,6 +29,8 @@ from gearshift.tune.model import CostModel
 BATCH = 8  # candidates measured between two model fits
 EXPLORE = 2  # of each batch, picked at random (the model is wrong where it has not seen data)
 SIBLING_TRIALS = 8  # trials for a kernel whose sizes an earlier task already tuned
+CONFIRM_ROUNDS = 3  # re-measurements of the winner and the default, in turns, before a build may use it
+CONFIRM_MARGIN = 0.02  # the winner must be this much faster than the default in them
 
 
 @dataclass
@@ -115,7 +117,35 @@ class Tuner:
             if not remaining:
                 break
             run(self.pick(task, remaining, min(BATCH, trials - len(measured), len(remaining))))
-        return result_of(task, measured, default, new)
+        if new or self.db.final(self.target, task.key) is None:
+            self.confirm(task, default, measured)
+        return result_of(task, measured, default, new, self.db.final(self.target, task.key))
+
+    def confirm(self, task: Task, default: dict, measured: dict[str, float | None]) -> None:
+        """The search's fastest setting against the default, measured again in turns (CONFIRM_ROUNDS
+        each): it replaces the default only if its median is at least CONFIRM_MARGIN faster. One
+        search measurement can win by noise; a build must never get a slower kernel for it."""
+        ok = {c: ms for c, ms in measured.items() if ms is not None}
+        if not ok:
+            return
+        best = json.loads(min(ok, key=ok.get))
+        pair = [default] if canonical(best) == canonical(default) else [default, best]
+        times: dict[str, list[float]] = {canonical(k): [] for k in pair}
+        for _ in range(CONFIRM_ROUNDS if len(pair) > 1 else 1):
+            for result in self.runner.measure(task, pair):
+                if result.ms is not None:
+                    times[canonical(result.knobs)].append(result.ms)
+        medians = {c: float(np.median(t)) for c, t in times.items() if t}
+        if not medians:
+            return
+        base = medians.get(canonical(default))
+        challenger = medians.get(canonical(best))
+        keep_best = base is None or (challenger is not None and challenger < base * (1 - CONFIRM_MARGIN))
+        winner = best if keep_best else default
+        self.db.add({"target": self.target, "task": task.key, "kind": task.kind, "label": task.label,
+                     "knobs": winner, "ms": medians[canonical(winner)], "error": None,
+                     "default": canonical(winner) == canonical(default), "final": True,
+                     "default_ms": base, "device": self.runner.where})
 
     def pick(self, task: Task, remaining: list[dict], count: int) -> list[dict]:
         model = self.model(task.kind)
@@ -159,11 +189,14 @@ def training_rows(db: Database, target: str, kind: str) -> tuple[list[list[float
     return rows, speedups
 
 
-def result_of(task: Task, measured: dict[str, float | None], default: dict, new: int) -> TaskResult:
-    ok = {c: ms for c, ms in measured.items() if ms is not None}
-    best = min(ok, key=ok.get) if ok else None
-    return TaskResult(task.label, measured.get(canonical(default)), ok.get(best) if best else None,
-                      json.loads(best) if best else None, len(measured), new)
+def result_of(task: Task, measured: dict[str, float | None], default: dict, new: int,
+              final: dict | None) -> TaskResult:
+    """The task's outcome: what a build takes (the confirmed record) against the default, both as
+    the confirmation measured them."""
+    if final is None:
+        return TaskResult(task.label, measured.get(canonical(default)), None, None, len(measured), new)
+    return TaskResult(task.label, final.get("default_ms") or final["ms"], final["ms"], final["knobs"],
+                      len(measured), new)
 
 
 def _best_text(measured: dict[str, float | None], default: dict) -> str:
