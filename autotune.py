@@ -25,7 +25,9 @@ from gearshift.relay_passes.plan import SparsityPlan
 from gearshift.schedules.knobs import Task, Tuning
 from gearshift.schedules.targets import TargetInfo, get_target
 from gearshift.spec import Log
+from gearshift.schedules.pipeline import dense_key
 from gearshift.tune.database import Database, target_key
+from gearshift.tune.metaschedule import dense_kernels, tune_dense
 from gearshift.tune.runner import LocalRunner, RemoteRunner
 from gearshift.tune.search import Progress, TaskResult, Tuner, tune_tasks
 
@@ -52,6 +54,13 @@ def sparse_tasks(model: ModelLike, info: TargetInfo, *, sparsity: SparsityPlan |
                  levels: LevelSet | str | os.PathLike | None = None, input_shapes=None) -> list[Task]:
     """The sparse kernels a build of `model` for `info` runs (every level's, for a levels file),
     each with its real structure arrays; kernels of equal sizes come next to each other."""
+    return find_kernels(model, info, sparsity=sparsity, levels=levels, input_shapes=input_shapes)[0]
+
+
+def find_kernels(model: ModelLike, info: TargetInfo, *, sparsity: SparsityPlan | str | None = None,
+                 levels: LevelSet | str | os.PathLike | None = None, input_shapes=None
+                 ) -> tuple[list[Task], list]:
+    """`sparse_tasks`, and the modules after the graph passes (where the dense kernels are found)."""
     if info.is_gpu:
         raise InputError(f"{info.name} is a GPU target: gearshift's tunable sparse kernels are CPU kernels")
     imported = to_relax(load(model, input_shapes=input_shapes))
@@ -62,8 +71,8 @@ def sparse_tasks(model: ModelLike, info: TargetInfo, *, sparsity: SparsityPlan |
         tuning.per_layer = levels.form == "runtime"
     else:
         plans = [SparsityPlan.parse(sparsity) if isinstance(sparsity, str) or sparsity is None else sparsity]
-    for plan in plans:
-        prepare(imported, info, replace(plan, check=False), lifted=lifted, tuning=tuning)
+    models = [prepare(imported, info, replace(plan, check=False), lifted=lifted, tuning=tuning).model
+              for plan in plans]
     if tuning.per_layer:  # one kernel per layer serves every level: tune the one the build keeps
         first: dict = {}
         for task in tuning.tasks:
@@ -71,24 +80,29 @@ def sparse_tasks(model: ModelLike, info: TargetInfo, *, sparsity: SparsityPlan |
         tasks = list(first.values())
     else:
         tasks = tuning.tasks
-    return sorted(tasks, key=lambda t: (t.kind, str(t.sizes)))
+    return sorted(tasks, key=lambda t: (t.kind, str(t.sizes))), models
 
 
 def autotune(model: ModelLike, target: str = "host", *, db: str | os.PathLike, trials: int = 64,
              sparsity: SparsityPlan | str | None = None, levels: LevelSet | str | os.PathLike | None = None,
              rpc: str | None = None, key: str | None = None, input_shapes=None, seed: int = 0,
-             log: Log = lambda _m: None, progress: Progress | None = None) -> TuneReport:
+             metaschedule: bool = False, log: Log = lambda _m: None, progress: Progress | None = None) -> TuneReport:
     """Tune every sparse kernel of `model` for `target` into the database folder `db` (created if
     needed; records already there count, so a rerun resumes). Measures here, or with `rpc`
-    ("host:port" of a tracker) and `key` on every free device registered under that key."""
+    ("host:port" of a tracker) and `key` on every free device registered under that key.
+    `metaschedule`: also search the dense matmuls and convs with MetaSchedule (here only; minutes a kernel)."""
     if trials < 1:
         raise InputError(f"--trials must be at least 1, got {trials}")
+    if metaschedule and rpc:
+        raise InputError("--metaschedule measures on this machine only; drop --rpc for it")
     info = get_target(target)
     database = Database(db)
     t = time.perf_counter()
-    tasks = sparse_tasks(model, info, sparsity=sparsity, levels=levels, input_shapes=input_shapes)
-    log(f"tune: {len(tasks)} sparse kernels to tune for {info.name} ({time.perf_counter() - t:.1f} s to find them)")
-    if not tasks:
+    tasks, models = find_kernels(model, info, sparsity=sparsity, levels=levels, input_shapes=input_shapes)
+    dense = _dense_kernels(models, info) if metaschedule else []
+    log(f"tune: {len(tasks)} sparse kernels" + (f" and {len(dense)} dense kernels" if metaschedule else "")
+        + f" to tune for {info.name} ({time.perf_counter() - t:.1f} s to find them)")
+    if not tasks and not dense:
         log("tune: nothing to tune (no layer became a sparse kernel: give --sparsity or --levels)")
     runner = RemoteRunner(info, rpc, key) if rpc else LocalRunner(info)
     report = TuneReport(info.name, str(database.path), runner.where)
@@ -97,12 +111,28 @@ def autotune(model: ModelLike, target: str = "host", *, db: str | os.PathLike, t
     before = len(database.records)
     try:
         report.tasks = tune_tasks(tuner, tasks, trials)
+        for i, (name, func, rule) in enumerate(dense, 1):
+            progress.show(f"dense {i}/{len(dense)} {name} ({rule} rule): MetaSchedule, {trials} trials")
+            t0 = time.perf_counter()
+            record = tune_dense(name, func, info, database, target_key(info), trials, runner.where)
+            report.tasks.append(TaskResult(record["label"], record["default_ms"], record["ms"], record["knobs"],
+                                           record.get("trials", trials), trials, round(time.perf_counter() - t0, 1)))
     finally:
         progress.done()
         runner.close()
         report.new_trials = sum(not r.get("final") for r in database.records[before:])
         report.seconds = round(time.perf_counter() - t, 1)
     return report
+
+
+def _dense_kernels(models: list, info: TargetInfo) -> list:
+    out, seen = [], set()
+    for model in models:
+        for name, func, rule in dense_kernels(model, info):
+            if dense_key(func) not in seen:
+                seen.add(dense_key(func))
+                out.append((name, func, rule))
+    return out
 
 
 def summary_rows(report: TuneReport) -> list[Sequence[str]]:

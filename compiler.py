@@ -15,7 +15,7 @@ from gearshift.relay_passes.plan import SparsityPlan
 from gearshift.runtime.artifact import Artifact, write_artifact
 from gearshift.schedules.targets import get_target
 from gearshift.spec import Log
-from gearshift.tune.database import tuning_from
+from gearshift.tune.lookup import tuning_from
 
 
 def compile_model(

@@ -135,20 +135,25 @@ def build(imported: Imported, target: str | TargetInfo = "host", log: Log = lamb
     rewriting weight layers as `sparsity` says (see `gearshift.relay_passes.block_sparse`), with the
     sparse kernels' knobs from `tuning` where it has them."""
     info = get_target(target) if isinstance(target, str) else target
-    return generate(prepare(imported, info, sparsity, log, tuning=tuning), imported, info, log)
+    return generate(prepare(imported, info, sparsity, log, tuning=tuning), imported, info, log, tuning)
 
 
-def generate(prepared: Prepared, imported: Imported, info: TargetInfo, log: Log = lambda _msg: None) -> Built:
-    """Code generation for a prepared model: TVM's pipeline with gearshift's schedule rules."""
+def generate(prepared: Prepared, imported: Imported, info: TargetInfo, log: Log = lambda _msg: None,
+             tuning: Tuning | None = None) -> Built:
+    """Code generation for a prepared model: TVM's pipeline with gearshift's schedule rules (or, for
+    the dense kernels `tuning` has MetaSchedule schedules for, those)."""
     tvm_target = info.tvm_target()
     t1 = time.perf_counter()
     kernels: dict[str, str] = {}
+    tuned = tuning.dense if tuning is not None else None
     with tvm_target:
-        executable = tvm.compile(prepared.model, target=tvm_target, relax_pipeline=pipeline(tvm_target, kernels))
+        executable = tvm.compile(prepared.model, target=tvm_target, relax_pipeline=pipeline(tvm_target, kernels, tuned))
     t2 = time.perf_counter()
     unscheduled = sorted(k for k, rule in kernels.items() if rule in ("unscheduled", "Fallback"))
+    searched = sorted(k for k, rule in kernels.items() if rule.startswith("MetaSchedule"))
     log(f"code: built for {info.name} ({t2 - t1:.1f} s); {len(kernels)} kernels"
-        + (f", without a dedicated schedule: {', '.join(unscheduled)}" if unscheduled else ""))
+        + (f", without a dedicated schedule: {', '.join(unscheduled)}" if unscheduled else "")
+        + (f"; from MetaSchedule's database: {', '.join(searched)}" if searched else ""))
     report = {"transform_seconds": round(prepared.seconds, 3), "build_seconds": round(t2 - t1, 3),
               "dense_layers_packed": prepared.dense_layers, "kernels": kernels,
               "sparse_layers": [asdict(layer) for layer in prepared.layers], "tuned_kernels": prepared.tuned}

@@ -30,7 +30,7 @@ from gearshift.runtime.artifact import Artifact, write_artifact
 from gearshift.runtime.calibration import calibration_inputs
 from gearshift.schedules.targets import TargetInfo, get_target
 from gearshift.spec import Log
-from gearshift.tune.database import tuning_from
+from gearshift.tune.lookup import tuning_from
 
 
 @dataclass
@@ -67,14 +67,14 @@ def compile_levels(model: ModelLike, levels: LevelSet | str | os.PathLike, targe
             log(f"level {level.name}: {level.spec}")
             prepared[level.name] = prepare(imported, info, plan, log, lifted, tuning)
         _check_same_code(prepared)
-        shared = generate(next(iter(prepared.values())), imported, info, log)
+        shared = generate(next(iter(prepared.values())), imported, info, log, tuning)
         builts = {name: _with_weights(shared, p) for name, p in prepared.items()}
     else:
         prepared, builts = {}, {}
         for level in levels.levels:
             log(f"level {level.name}: {level.spec} (own code)")
             prepared[level.name] = prepare(imported, info, level.plan, log, lifted, tuning)
-            builts[level.name] = generate(prepared[level.name], imported, info, log)
+            builts[level.name] = generate(prepared[level.name], imported, info, log, tuning)
     result = LevelsBuilt(levels, builts)
     for level in levels.levels:
         result.info[level.name] = _facts(level.spec, prepared[level.name])

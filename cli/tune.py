@@ -1,7 +1,7 @@
 """`gearshift tune`: search the sparse kernels' knobs for a target and keep the results in a database.
 
     gearshift tune MODEL --target T --db DIR [--sparsity SPEC ...|--levels F] [--trials N]
-                   [--rpc TRACKER:PORT --key KEY] [--json]
+                   [--rpc TRACKER:PORT --key KEY] [--metaschedule] [--json]
     gearshift compile MODEL --target T --db DIR ...      (builds with the fastest records)
 """
 
@@ -31,6 +31,9 @@ def add_commands(sub) -> None:
     tu.add_argument("--levels", metavar="LEVELS.json", help="tune the kernels of every level of a levels file")
     tu.add_argument("--rpc", metavar="HOST:PORT", help="measure on devices registered with this RPC tracker")
     tu.add_argument("--key", help="the device key those devices registered with (needs --rpc)")
+    tu.add_argument("--metaschedule", action="store_true",
+                    help="also search the dense matmuls and convs with MetaSchedule (XGBoost cost model; on this "
+                         "machine; minutes a kernel). Its schedule is used only where it beats the rule's")
     tu.add_argument("--seed", type=int, default=0, help="the search's random seed (default 0)")
     tu.add_argument("--json", action="store_true", help="print the summary as JSON")
     shape_option(tu)
@@ -49,7 +52,7 @@ def _tune(args: argparse.Namespace) -> int:
     try:
         report = autotune(args.model, args.target, db=args.db, trials=args.trials, sparsity=plan, levels=args.levels,
                           rpc=args.rpc, key=args.key, input_shapes=parse_input_shapes(args.input_shape),
-                          seed=args.seed, log=log)
+                          seed=args.seed, metaschedule=args.metaschedule, log=log)
     except KeyboardInterrupt:
         log(f"interrupted: every measured record is kept in {args.db}; run the same command again to resume")
         return 130

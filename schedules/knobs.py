@@ -243,9 +243,11 @@ class Tuning:
     `per_layer`: a layer keeps the knobs of its first lookup whatever its structure (levels in the
     runtime form share one kernel per layer, so every level must get the same code)."""
 
-    def __init__(self, records: dict[str, dict] | None = None, per_layer: bool = False):
+    def __init__(self, records: dict[str, dict] | None = None, per_layer: bool = False,
+                 dense: dict | None = None):
         self.records = dict(records or {})
         self.per_layer = per_layer
+        self.dense = dict(dense or {})  # `pipeline.dense_key` -> MetaSchedule's scheduled PrimFunc
         self.tasks: list[Task] = []
         self.used: list[tuple[str, dict]] = []
         self._pinned: dict[tuple, dict | None] = {}

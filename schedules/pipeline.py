@@ -10,6 +10,7 @@ on some shapes instead of returning None, and that must never reach the user as 
 from __future__ import annotations
 
 import tvm
+import tvm_ffi
 from tvm import relax, tirx
 from tvm.ir.transform import PassContext, module_pass
 from tvm.relax.backend.cpu_generic import pipeline as stages  # (its package does not re-export them)
@@ -21,8 +22,8 @@ from gearshift.schedules.cpu import default_rules
 class ApplyRules:
     """Schedule every PrimFunc with the first rule that matches; note which rule (or none) did."""
 
-    def __init__(self, rules: list, target, report: dict):
-        self.rules, self.target, self.report = rules, target, report
+    def __init__(self, rules: list, target, report: dict, tuned: dict | None = None):
+        self.rules, self.target, self.report, self.tuned = rules, target, report, tuned or {}
 
     def transform_module(self, mod: tvm.IRModule, _ctx: PassContext) -> tvm.IRModule:
         updates = {}
@@ -31,6 +32,11 @@ class ApplyRules:
                 continue
             if func.attrs.get("tirx.is_scheduled", 0) == 1:  # written scheduled (the BSR kernels)
                 self.report[gv.name_hint] = "written scheduled"
+                continue
+            tuned = self.tuned.get(dense_key(func)) if self.tuned else None
+            if tuned is not None:  # MetaSchedule's schedule, confirmed faster than the rule's here
+                updates[gv] = tuned.with_attr("tirx.is_scheduled", True)
+                self.report[gv.name_hint] = "MetaSchedule (tuned)"
                 continue
             for rule in self.rules:
                 try:
@@ -48,14 +54,25 @@ class ApplyRules:
         return mod
 
 
-def cpu_pipeline(target, report: dict) -> tvm.transform.Pass:
-    passes = (stages.library_dispatch_passes(target) + stages.legalize_passes(target)
-              + [ApplyRules(default_rules(), target, report)]
+def cpu_pipeline(target, report: dict, tuned: dict | None = None) -> tvm.transform.Pass:
+    passes = (fused_kernels_passes(target) + [ApplyRules(default_rules(), target, report, tuned)]
               + stages.dataflow_lower_passes(target) + stages.finalize_passes(target))
     return tvm.transform.Sequential(passes, name="gearshift_cpu")
 
 
-def pipeline(target, report: dict) -> tvm.transform.Pass:
+def fused_kernels_passes(target) -> list:
+    """The stages before scheduling: after them, the module's PrimFuncs are the kernels the rules see."""
+    return stages.library_dispatch_passes(target) + stages.legalize_passes(target)
+
+
+def pipeline(target, report: dict, tuned: dict | None = None) -> tvm.transform.Pass:
+    """`tuned`: scheduled PrimFuncs by `dense_key` of the unscheduled kernel (MetaSchedule's, from a
+    tuning database), used instead of the rules for those kernels."""
     if target.kind.name == "llvm":
-        return cpu_pipeline(target, report)
+        return cpu_pipeline(target, report, tuned)
     return relax.get_default_pipeline(target)
+
+
+def dense_key(func: tirx.PrimFunc) -> str:
+    """A kernel's identity for the tuning database: the structural hash of the unscheduled PrimFunc."""
+    return f"dense:{tvm_ffi.structural_hash(func.with_attr('global_symbol', 'main')) & (2**64 - 1):016x}"

@@ -192,3 +192,29 @@ def test_gpu_targets_and_bad_trials_are_refused(tmp_path):
         autotune(FC, db=tmp_path / "db", trials=0, sparsity=FC_SPEC)
     with pytest.raises(InputError, match="does not run on this machine"):
         autotune(FC, "arm-a76", db=tmp_path / "db", trials=2, sparsity=FC_SPEC)
+
+
+def test_metaschedule_searches_the_dense_kernels_and_a_build_takes_its_schedule_where_it_won(tmp_path):
+    """MetaSchedule (XGBoost cost model) on a dense layer; the rule's schedule and MetaSchedule's are
+    measured again and the final record names the faster. A final record choosing MetaSchedule makes
+    the build use its schedule, and the model still matches ONNX Runtime."""
+    from conftest import ort_run
+
+    from gearshift.tune.metaschedule import MS_DIR
+
+    w, b = RNG.standard_normal((64, 48)).astype(np.float32), RNG.standard_normal(48).astype(np.float32)
+    model = fc_model(w, b, 16)
+    report = autotune(model, db=tmp_path / "db", trials=4, sparsity="dense", metaschedule=True)
+    (dense,) = report.tasks
+    db = Database(tmp_path / "db")
+    (final,) = [r for r in db.records if r.get("final")]
+    assert final["kind"] == "dense" and final["knobs"]["schedule"] in ("rule", "metaschedule")
+    assert final["default_ms"] > 0 and final["metaschedule_ms"] > 0 and dense.default_ms == final["default_ms"]
+    assert (tmp_path / "db" / MS_DIR / "database_tuning_record.json").stat().st_size > 0
+    db.add({**{k: v for k, v in final.items() if k != "time"}, "knobs": {"schedule": "metaschedule"}, "default": False})
+    built = gearshift.compile(model, out_dir=tmp_path / "art", sparsity="dense", db=tmp_path / "db")
+    assert list(built.manifest["report"]["kernels"].values()) == ["MetaSchedule (tuned)"]
+    x = RNG.standard_normal((16, 64)).astype(np.float32)
+    assert_close(gearshift.Session(built).run({"x": x})["y"], ort_run(model.SerializeToString(), {"x": x})[0])
+    with pytest.raises(InputError, match="--metaschedule measures on this machine only"):
+        autotune(model, db=tmp_path / "db", trials=4, metaschedule=True, rpc="127.0.0.1:1", key="k")

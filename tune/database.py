@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from gearshift.errors import InputError
-from gearshift.schedules.knobs import Tuning, canonical
+from gearshift.schedules.knobs import canonical
 from gearshift.schedules.targets import TargetInfo
 
 RECORDS = "gearshift-records.jsonl"
@@ -101,6 +101,18 @@ class Database:
         """Successful search trials of one kernel kind on one target (records with features)."""
         return [r for r in self.records if r["target"] == target and r["kind"] == kind
                 and r.get("ms") is not None and r.get("features") and not r.get("final")]
+
+
+def _problem(record) -> str | None:
+    if not isinstance(record, dict):
+        return "a record must be a JSON object"
+    for name, kind in FIELDS.items():
+        if not isinstance(record.get(name), kind):
+            return f"field {name!r} missing or not a {kind.__name__}"
+    ms = record.get("ms")
+    if ms is not None and (not isinstance(ms, (int, float)) or ms <= 0):
+        return f"field 'ms' must be a positive number or null, got {ms!r}"
+    return None
 
 
 def _problem(record) -> str | None:

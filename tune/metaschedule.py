@@ -1,0 +1,137 @@
+"""MetaSchedule, with its XGBoost cost model, for the dense kernels gearshift's rules schedule.
+
+The dense matmuls (plain and batched) and convs are ordinary loop nests, which MetaSchedule can
+search. Its records go to its own JSON database in `DIR/metaschedule/` (workloads and tuning records:
+JSON, nothing pickled). Then the rule's schedule and MetaSchedule's best are measured again here, in
+turns. gearshift's database gets a final record saying which one a build takes: MetaSchedule's only
+if it stayed CONFIRM_MARGIN faster. So tuning never makes a dense kernel slower than the rule made it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import tvm
+
+from gearshift.schedules.cpu import default_rules
+from gearshift.schedules.pipeline import dense_key, fused_kernels_passes
+from gearshift.schedules.targets import TargetInfo
+from gearshift.tune.database import Database
+from gearshift.tune.search import CONFIRM_MARGIN, CONFIRM_ROUNDS
+
+MS_DIR = "metaschedule"
+SEARCHED_RULES = ("Conv2d", "Matmul")  # the rules whose kernels MetaSchedule searches
+
+
+def dense_kernels(model: tvm.IRModule, info: TargetInfo) -> list[tuple[str, tvm.tirx.PrimFunc, str]]:
+    """(name, unscheduled PrimFunc, rule) of every kernel one of SEARCHED_RULES schedules, as the
+    build's pipeline meets it; one entry per distinct kernel."""
+    target = info.tvm_target()
+    with target:
+        fused = tvm.transform.Sequential(fused_kernels_passes(target))(model)
+    out, seen = [], set()
+    for gv, func in fused.functions_items():
+        if not isinstance(func, tvm.tirx.PrimFunc) or func.attrs.get("tirx.is_scheduled", 0) == 1:
+            continue
+        rule = _rule_of(func, target)
+        if rule in SEARCHED_RULES and dense_key(func) not in seen:
+            seen.add(dense_key(func))
+            out.append((gv.name_hint, func, rule))
+    return out
+
+
+def _rule_of(func, target) -> str | None:
+    for rule in default_rules():
+        try:
+            if rule.apply(func, target, False) is not None:
+                return type(rule).__name__
+        except Exception:  # noqa: BLE001  (as in the pipeline: a rule that raises does not match)
+            continue
+    return None
+
+
+def _ms_database(db: Database):
+    from tvm.s_tir import meta_schedule as ms
+
+    work = db.path / MS_DIR
+    work.mkdir(parents=True, exist_ok=True)
+    return ms.database.JSONDatabase(work_dir=str(work))
+
+
+def tune_dense(name: str, func: tvm.tirx.PrimFunc, info: TargetInfo, db: Database, target_key: str, trials: int,
+               device: str) -> dict:
+    """MetaSchedule on one kernel (unless the database already has a final record for it), then the
+    confirmation against the rule. Returns the final record."""
+    from tvm.s_tir import meta_schedule as ms
+
+    key = dense_key(func)
+    done = db.final(target_key, key)
+    if done is not None:
+        return done
+    target = info.tvm_target()
+    mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
+    msdb = _ms_database(db)
+    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
+    ms.tune_tir(mod, target, str(db.path / MS_DIR), max_trials_global=trials, num_trials_per_iter=min(16, trials),
+                cost_model=ms.cost_model.XGBModel(), database=msdb, num_tuning_cores=os.cpu_count() or 1)
+    searched = msdb.query_ir_module(mod, target, "main")
+    rule = _rule_scheduled(func, target)
+    candidates = {"rule": rule, **({"metaschedule": searched["main"]} if searched is not None else {})}
+    times = _time_in_turns(candidates, func, target)
+    base = times.get("rule")
+    best = "metaschedule" if (times.get("metaschedule") is not None and base is not None
+                              and times["metaschedule"] < base * (1 - CONFIRM_MARGIN)) else "rule"
+    record = {"target": target_key, "task": key, "kind": "dense", "label": f"{name} (dense)",
+              "knobs": {"schedule": best}, "ms": times[best], "default": best == "rule", "final": True,
+              "default_ms": base, "metaschedule_ms": times.get("metaschedule"), "trials": trials, "device": device}
+    db.add(record)
+    return record
+
+
+def _rule_scheduled(func, target) -> tvm.tirx.PrimFunc:
+    for rule in default_rules():
+        sch = rule.apply(func, target, False)
+        if sch is not None:
+            return sch.mod["main"]
+    raise ValueError("no rule schedules this kernel")
+
+
+def _time_in_turns(candidates: dict, func, target) -> dict[str, float]:
+    """Median ms of each scheduled variant, CONFIRM_ROUNDS rounds in turns, on random arguments."""
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+
+    rng = np.random.default_rng(0)
+    args = [rng.standard_normal([int(d) for d in info.shape]).astype(str(info.dtype))
+            for info in ArgInfo.from_prim_func(func)]
+    libs = {name: tvm.compile(tvm.IRModule({"main": f.with_attr("global_symbol", "main")}), target=target)
+            for name, f in candidates.items()}
+    device = tvm.cpu()
+    tensors = [tvm.runtime.tensor(a, device) for a in args]
+    samples: dict[str, list[float]] = {name: [] for name in libs}
+    for _ in range(CONFIRM_ROUNDS):
+        for name, lib in libs.items():
+            timer = lib.mod.time_evaluator("main", device, number=1, repeat=5, min_repeat_ms=40)
+            samples[name].append(float(np.median(timer(*tensors).results)) * 1e3)
+    return {name: float(np.median(t)) for name, t in samples.items()}
+
+
+def searched_schedules(db: Database, target_key: str, info: TargetInfo) -> dict[str, tvm.tirx.PrimFunc]:
+    """`dense_key` -> MetaSchedule's scheduled PrimFunc, for every kernel whose final record chose it."""
+    chosen = {r["task"] for r in db.records if r["target"] == target_key and r.get("final") and r["kind"] == "dense"
+              and r["knobs"].get("schedule") == "metaschedule"}
+    if not chosen or not (db.path / MS_DIR / "database_workload.json").exists():
+        return {}
+    msdb = _ms_database(db)
+    target = info.tvm_target()
+    out = {}
+    for record in msdb.get_all_tuning_records():
+        mod = record.workload.mod
+        key = dense_key(mod["main"])
+        if key in chosen and key not in out:
+            found = msdb.query_ir_module(mod, target, "main")
+            if found is not None:
+                out[key] = found["main"]
+    return out
+
