@@ -108,19 +108,22 @@ def autotune(model: ModelLike, target: str = "host", *, db: str | os.PathLike, t
     report = TuneReport(info.name, str(database.path), runner.where)
     progress = progress or Progress()
     tuner = Tuner(database, target_key(info), runner, seed, progress.show)
-    before = len(database.records)
+    before, searched = len(database.records), 0
     try:
         report.tasks = tune_tasks(tuner, tasks, trials)
         for i, (name, func, rule) in enumerate(dense, 1):
             progress.show(f"dense {i}/{len(dense)} {name} ({rule} rule): MetaSchedule, {trials} trials")
             t0 = time.perf_counter()
-            record = tune_dense(name, func, info, database, target_key(info), trials, runner.where)
+            record, fresh = tune_dense(name, func, info, database, target_key(info), trials, runner.where)
+            searched += trials if fresh else 0
             report.tasks.append(TaskResult(record["label"], record["default_ms"], record["ms"], record["knobs"],
-                                           record.get("trials", trials), trials, round(time.perf_counter() - t0, 1)))
+                                           record.get("trials", trials), trials if fresh else 0,
+                                           round(time.perf_counter() - t0, 1)))
     finally:
         progress.done()
         runner.close()
-        report.new_trials = sum(not r.get("final") for r in database.records[before:])
+        # gearshift's trials are records here; MetaSchedule's are in its own database
+        report.new_trials = sum(not r.get("final") for r in database.records[before:]) + searched
         report.seconds = round(time.perf_counter() - t, 1)
     return report
 

@@ -65,16 +65,23 @@ def prepare_case(case, trials: int) -> dict:
     report = autotune(proto, db=DB, trials=trials, sparsity=spec, log=log)
     seconds = time.perf_counter() - t
     slug = name.replace(" ", "-").replace(">", "").replace("%", "")
-    default = gearshift.Session(gearshift.save(gearshift.compile_model(proto, sparsity=spec), f"out/tune-default-{slug}",
-                                               overwrite=True))
-    tuned = gearshift.Session(gearshift.save(gearshift.compile_model(proto, sparsity=spec, db=DB),
-                                             f"out/tune-tuned-{slug}", overwrite=True))
-    ort = ort_session(proto.SerializeToString())
-    engines = {"gearshift_tuned": lambda: tuned.run(feeds), "gearshift_default": lambda: default.run(feeds),
-               "onnxruntime": lambda: ort.run(None, feeds)}
-    outputs = {"gearshift_tuned": tuned.run(feeds)["y"], "gearshift_default": default.run(feeds)["y"],
-               "onnxruntime": ort.run(None, feeds)[0]}
+    engines, outputs = with_and_without_db(proto, spec, DB, feeds, slug, "gearshift_default")
     return {"name": name, "engines": engines, "outputs": outputs, "task": report.tasks[0], "seconds": seconds}
+
+
+def with_and_without_db(proto, spec: str, db: str, feeds: dict, slug: str, plain: str) -> tuple[dict, dict]:
+    """The model built without the database (`plain`), with it ("gearshift_tuned"), and ONNX Runtime:
+    (engines to time, their outputs)."""
+    sessions = {plain: gearshift.Session(gearshift.save(gearshift.compile_model(proto, sparsity=spec),
+                                                        f"out/tune-{plain}-{slug}", overwrite=True)),
+                "gearshift_tuned": gearshift.Session(gearshift.save(gearshift.compile_model(proto, sparsity=spec, db=db),
+                                                                    f"out/tune-tuned-{slug}", overwrite=True))}
+    ort = ort_session(proto.SerializeToString())
+    engines = {name: (lambda s=session: s.run(feeds)) for name, session in sessions.items()}
+    engines["onnxruntime"] = lambda: ort.run(None, feeds)
+    outputs = {name: session.run(feeds)["y"] for name, session in sessions.items()}
+    outputs["onnxruntime"] = ort.run(None, feeds)[0]
+    return engines, outputs
 
 
 def held_out_spearman(target: str) -> list[dict]:

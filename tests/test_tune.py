@@ -206,6 +206,8 @@ def test_metaschedule_searches_the_dense_kernels_and_a_build_takes_its_schedule_
     model = fc_model(w, b, 16)
     report = autotune(model, db=tmp_path / "db", trials=4, sparsity="dense", metaschedule=True)
     (dense,) = report.tasks
+    assert report.new_trials == 4 and autotune(model, db=tmp_path / "db", trials=4, sparsity="dense",
+                                               metaschedule=True).new_trials == 0  # resumed
     db = Database(tmp_path / "db")
     (final,) = [r for r in db.records if r.get("final")]
     assert final["kind"] == "dense" and final["knobs"]["schedule"] in ("rule", "metaschedule")

@@ -114,24 +114,3 @@ def _problem(record) -> str | None:
         return f"field 'ms' must be a positive number or null, got {ms!r}"
     return None
 
-
-def _problem(record) -> str | None:
-    if not isinstance(record, dict):
-        return "a record must be a JSON object"
-    for name, kind in FIELDS.items():
-        if not isinstance(record.get(name), kind):
-            return f"field {name!r} missing or not a {kind.__name__}"
-    ms = record.get("ms")
-    if ms is not None and (not isinstance(ms, (int, float)) or ms <= 0):
-        return f"field 'ms' must be a positive number or null, got {ms!r}"
-    return None
-
-
-def tuning_from(db: str | os.PathLike | Database | None, info: TargetInfo) -> Tuning | None:
-    """What a build consults: the fastest knobs the database at `db` holds for `info` (None: no database)."""
-    if db is None:
-        return None
-    db = db if isinstance(db, Database) else Database(db)
-    if not db.file.exists():
-        raise InputError(f"no tuning database at {db.path} ({RECORDS} missing): run `gearshift tune` first")
-    return Tuning(db.best(target_key(info)))

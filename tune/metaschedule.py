@@ -61,15 +61,15 @@ def _ms_database(db: Database):
 
 
 def tune_dense(name: str, func: tvm.tirx.PrimFunc, info: TargetInfo, db: Database, target_key: str, trials: int,
-               device: str) -> dict:
+               device: str) -> tuple[dict, bool]:
     """MetaSchedule on one kernel (unless the database already has a final record for it), then the
-    confirmation against the rule. Returns the final record."""
+    confirmation against the rule. Returns the final record, and whether this call searched."""
     from tvm.s_tir import meta_schedule as ms
 
     key = dense_key(func)
     done = db.final(target_key, key)
     if done is not None:
-        return done
+        return done, False
     target = info.tvm_target()
     mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
     msdb = _ms_database(db)
@@ -87,7 +87,7 @@ def tune_dense(name: str, func: tvm.tirx.PrimFunc, info: TargetInfo, db: Databas
               "knobs": {"schedule": best}, "ms": times[best], "default": best == "rule", "final": True,
               "default_ms": base, "metaschedule_ms": times.get("metaschedule"), "trials": trials, "device": device}
     db.add(record)
-    return record
+    return record, True
 
 
 def _rule_scheduled(func, target) -> tvm.tirx.PrimFunc:
