@@ -20,8 +20,8 @@ import argparse
 import shutil
 import time
 
-from common import (aligned, compare, in_rounds, log, machine_note, merge_rounds, ort_session,  # first: thread env
-                    table, threads_note, write_results)
+from common import (RESULTS, aligned, compare, in_rounds, log, machine_note, merge_rounds,  # first: thread env
+                    ort_session, table, threads_note, write_results)
 import numpy as np
 from block_sparse import matmul_model
 from pattern_sparse import CONNECTIVITY, PATTERNS, conv_model
@@ -131,6 +131,35 @@ def held_out_trials(target: str, splits: int = 5) -> list[dict]:
     return out
 
 
+def plot_search(path) -> None:
+    """Best time so far over the trials, as a fraction of the kernel's default, one line per kernel."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    db = Database(DB)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for task in dict.fromkeys(r["task"] for r in db.records):
+        trials = [r for r in db.records if r["task"] == task and not r.get("final")]
+        default = next((r["ms"] for r in trials if r["default"] and r["ms"]), None)
+        if default is None:
+            continue
+        best, curve = default, []
+        for r in trials:
+            best = min(best, r["ms"] or best)
+            curve.append(best / default)
+        ax.plot(range(1, len(curve) + 1), curve, label=trials[0].get("label", task))
+    ax.set_xlabel("trials")
+    ax.set_ylabel("best time so far / the rules' time")
+    ax.set_title("gearshift tune: search progress per kernel (this machine)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def _without(db: Database, task: str) -> Database:
     view = Database.__new__(Database)
     view.records = [r for r in db.records if r["task"] != task]
@@ -223,6 +252,8 @@ def main() -> None:
                f"database took {bert['compile_with_db_seconds']:.1f} s ({bert['tuned_kernels']} kernels tuned). "
                f"Whole model (alternating blocks): tuned {t['tuned']['median_ms']:.2f} ms, default "
                f"{t['default']['median_ms']:.2f} ms.", ""]
+    plot_search(RESULTS / "tuning.png")
+    md.append("![search progress](tuning.png)")
     write_results("tuning", {"trials": args.trials, "rounds": args.rounds, "cases": rows, "held_out_spearman": ranks,
                              "held_out_trials": random_split,
                              "bert": bert}, "\n".join(md))

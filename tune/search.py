@@ -108,6 +108,7 @@ class Tuner:
             self.progress(f"{status}{task.label}: {len(measured)}/{trials} trials, {_best_text(measured, default)}")
 
         if canonical(default) not in measured:
+            self.runner.measure(task, [default])  # a warm-up, not recorded: a task's first timing reads slow
             run([default])
         first = [k for k in seeds if canonical(k) in candidates and canonical(k) not in measured]
         if first and len(measured) < trials:
