@@ -44,7 +44,7 @@ class TuneReport:
     def as_dict(self) -> dict:
         return {"target": self.target, "database": self.database, "device": self.device,
                 "seconds": self.seconds, "new_trials": self.new_trials,
-                "tasks": [{"kernel": t.label, "default_ms": t.default_ms, "tuned_ms": t.best_ms,
+                "tasks": [{"layer": t.layer, "kernel": t.label, "default_ms": t.default_ms, "tuned_ms": t.best_ms,
                            "speedup": round(t.speedup, 3) if t.speedup else None, "trials": t.trials,
                            "new_trials": t.new_trials, "seconds": t.seconds, "knobs": t.best_knobs}
                           for t in self.tasks]}
@@ -97,6 +97,7 @@ def autotune(model: ModelLike, target: str = "host", *, db: str | os.PathLike, t
         raise InputError("--metaschedule measures on this machine only; drop --rpc for it")
     info = get_target(target)
     database = Database(db)
+    runner = RemoteRunner(info, rpc, key) if rpc else LocalRunner(info)  # a target that cannot be measured fails here
     t = time.perf_counter()
     tasks, models = find_kernels(model, info, sparsity=sparsity, levels=levels, input_shapes=input_shapes)
     dense = _dense_kernels(models, info) if metaschedule else []
@@ -104,7 +105,6 @@ def autotune(model: ModelLike, target: str = "host", *, db: str | os.PathLike, t
         + f" to tune for {info.name} ({time.perf_counter() - t:.1f} s to find them)")
     if not tasks and not dense:
         log("tune: nothing to tune (no layer became a sparse kernel: give --sparsity or --levels)")
-    runner = RemoteRunner(info, rpc, key) if rpc else LocalRunner(info)
     report = TuneReport(info.name, str(database.path), runner.where)
     progress = progress or Progress()
     tuner = Tuner(database, target_key(info), runner, seed, progress.show)
@@ -140,9 +140,9 @@ def _dense_kernels(models: list, info: TargetInfo) -> list:
 
 def summary_rows(report: TuneReport) -> list[Sequence[str]]:
     """The summary table: one row per kernel."""
-    rows = [("kernel", "default ms", "tuned ms", "speedup", "trials")]
+    rows = [("layer", "kernel", "default ms", "tuned ms", "speedup", "trials")]
     for task in report.tasks:
-        rows.append((task.label, _ms(task.default_ms), _ms(task.best_ms),
+        rows.append((task.layer or "-", task.label, _ms(task.default_ms), _ms(task.best_ms),
                      f"{task.speedup:.2f}x" if task.speedup else "-", str(task.trials)))
     return rows
 

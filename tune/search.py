@@ -42,6 +42,7 @@ class TaskResult:
     trials: int  # measured for this task in all (earlier runs included)
     new_trials: int  # measured in this run
     seconds: float = 0.0
+    layer: str = ""  # the weight the kernel computes with (several layers can share sizes)
 
     @property
     def speedup(self) -> float | None:
@@ -195,9 +196,9 @@ def result_of(task: Task, measured: dict[str, float | None], default: dict, new:
     """The task's outcome: what a build takes (the confirmed record) against the default, both as
     the confirmation measured them."""
     if final is None:
-        return TaskResult(task.label, measured.get(canonical(default)), None, None, len(measured), new)
+        return TaskResult(task.label, measured.get(canonical(default)), None, None, len(measured), new, layer=task.name)
     return TaskResult(task.label, final.get("default_ms") or final["ms"], final["ms"], final["knobs"],
-                      len(measured), new)
+                      len(measured), new, layer=task.name)
 
 
 def _best_text(measured: dict[str, float | None], default: dict) -> str:
