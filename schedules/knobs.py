@@ -75,7 +75,7 @@ def bsr_task(name: str, m: int, k: int, n: int, r: int, c: int, arrays: tuple, m
              epilogue: tuple | None, micro: Microkernel, threads: int, tile: Tile) -> Task:
     """The BSR (or block-pattern) kernel of one layer: `arrays` = (data, indices, indptr) as stored,
     `tile` the rules' choice (the default knobs)."""
-    data, indices, indptr = arrays
+    _, indices, indptr = arrays
     structure = fingerprint(indices, indptr, *(() if masks is None else (masks,)))
     sizes = (m, k, n, r, c, len(indices), threads, micro.lanes, micro.rows * micro.vectors, repr(epilogue))
     task = Task("bsr", sizes, structure, name, {"arrays": arrays, "masks": masks, "epilogue": epilogue})
@@ -100,7 +100,7 @@ def bsr_default(task: Task, tile: Tile) -> dict:
 
 
 def _bsr_space(task: Task) -> list[dict]:
-    m, k, n, r, c, _, threads, lanes, budget = task.sizes[:9]
+    m, k, _, r, _, _, threads, lanes, budget = task.sizes[:9]
     masks = task.payload.get("masks")
     out = []
     per_row = max(1, math.ceil(r / lanes))
@@ -155,7 +155,7 @@ def pattern_conv_task(name: str, sizes: tuple, pruned: np.ndarray, masks: np.nda
 
 
 def _conv_space(task: Task) -> list[dict]:
-    n, cin, cout, h, w, pads, stride, lanes, budget = task.sizes[:9]
+    _, cin, _, h, w, pads, stride, lanes, budget = task.sizes[:9]
     oh, ow = out_extent(h, w, tuple(pads), stride)
     total = math.ceil(ow / lanes)
     groups = sorted({-(-cin // g) for g in GROUPS if g <= cin} | {conv_default_group(task)})
@@ -168,7 +168,7 @@ def _conv_space(task: Task) -> list[dict]:
 
 
 def conv_default_group(task: Task) -> int:
-    n, cin, cout, h, w, pads, stride, lanes = task.sizes[:8]
+    _, cin, cout, h, w, pads, stride, lanes = task.sizes[:8]
     rows = choose_block(*out_extent(h, w, tuple(pads), stride), lanes)[0]
     wp = (padded_extent(h, w, tuple(pads), stride, lanes)[1] - 1) * stride + 3
     kept = int((task.payload["pruned"].reshape(cout, cin, 9) != 0).any(axis=2).sum())
@@ -176,7 +176,7 @@ def conv_default_group(task: Task) -> int:
 
 
 def conv_default(task: Task) -> dict:
-    n, cin, cout, h, w, pads, stride, lanes = task.sizes[:8]
+    _, _, _, h, w, pads, stride, lanes = task.sizes[:8]
     rows, vectors = choose_block(*out_extent(h, w, tuple(pads), stride), lanes)
     return {"rows": rows, "vectors": vectors, "group": conv_default_group(task)}
 
@@ -203,7 +203,7 @@ def _conv_build(task: Task, knobs: dict, rng: np.random.Generator):
 
 
 def _conv_features(task: Task, knobs: dict) -> list[float]:
-    n, cin, cout, h, w, pads, stride, lanes, budget = task.sizes[:9]
+    _, cin, cout, h, w, pads, stride, lanes, budget = task.sizes[:9]
     rows, vectors, group = int(knobs["rows"]), int(knobs["vectors"]), int(knobs["group"])
     oh, ow = out_extent(h, w, tuple(pads), stride)
     ohp, owp = padded_extent(h, w, tuple(pads), stride, lanes, (rows, vectors))
