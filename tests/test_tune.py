@@ -194,6 +194,18 @@ def test_gpu_targets_and_bad_trials_are_refused(tmp_path):
         autotune(FC, "arm-a76", db=tmp_path / "db", trials=2, sparsity=FC_SPEC)
 
 
+def test_an_isa_this_cpu_lacks_is_refused_before_anything_runs(monkeypatch):
+    """Timing AVX-512 code on an AVX2-only CPU would kill the process: the runner refuses it by name
+    (the CPU's flags stand in for an AVX2 machine's here)."""
+    import gearshift.runtime.cpu as cpu
+    from gearshift.tune.runner import LocalRunner
+
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx", "avx2", "fma", "sse4_2"}))
+    with pytest.raises(InputError, match="this CPU lacks avx512f"):
+        LocalRunner(get_target("x86-avx512"))
+    assert "this machine" in LocalRunner(get_target("x86-avx2")).where
+
+
 def test_metaschedule_searches_the_dense_kernels_and_a_build_takes_its_schedule_where_it_won(tmp_path):
     """MetaSchedule (XGBoost cost model) on a dense layer; the rule's schedule and MetaSchedule's are
     measured again and the final record names the faster. A final record choosing MetaSchedule makes

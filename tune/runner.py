@@ -20,7 +20,7 @@ import numpy as np
 import tvm
 
 from gearshift.errors import InputError
-from gearshift.runtime.cpu import cpu_model
+from gearshift.runtime.cpu import cpu_model, missing_features
 from gearshift.schedules import knobs as knob_space
 from gearshift.schedules.knobs import Task
 from gearshift.schedules.targets import TargetInfo
@@ -52,8 +52,10 @@ class LocalRunner:
     """Times candidates on this machine (the target must be one this CPU runs: `host` or its ISA)."""
 
     def __init__(self, info: TargetInfo):
-        if info.is_gpu or (info.cross_compiler is not None):
-            raise InputError(f"target {info.name} does not run on this machine: tune it on a device with "
+        missing = [] if info.is_gpu or info.cross_compiler else missing_features(info.config)
+        if info.is_gpu or info.cross_compiler is not None or missing:
+            why = f" (this CPU lacks {', '.join(missing)})" if missing else ""
+            raise InputError(f"target {info.name} does not run on this machine{why}: tune it on a device with "
                              "--rpc HOST:PORT --key KEY")
         self.info = info
         self.where = f"this machine ({cpu_model()})"
