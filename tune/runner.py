@@ -92,10 +92,20 @@ class RemoteRunner:
         self._count = 0
 
     def measure(self, task: Task, batch: list[dict]) -> list[Measured]:
+        """The batch dealt round-robin to the devices; each device times its share one kernel at a
+        time (two kernels at once on one phone would time each other)."""
         built = [self._build(task, k) for k in batch]
+        shares = [list(range(i, len(built), len(self.sessions))) for i in range(len(self.sessions))]
+        results: list[Measured | None] = [None] * len(built)
+
+        def run_share(session, indices: list[int]) -> None:
+            for i in indices:
+                results[i] = self._run(session, built[i])
+
         with ThreadPoolExecutor(len(self.sessions)) as pool:
-            futures = [pool.submit(self._run, self.sessions[i % len(self.sessions)], b) for i, b in enumerate(built)]
-            return [f.result() for f in futures]
+            for future in [pool.submit(run_share, s, share) for s, share in zip(self.sessions, shares)]:
+                future.result()
+        return results
 
     def _build(self, task: Task, knobs: dict):
         try:
