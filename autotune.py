@@ -111,10 +111,10 @@ def autotune(model: ModelLike, target: str = "host", *, db: str | os.PathLike, t
     before, searched = len(database.records), 0
     try:
         report.tasks = tune_tasks(tuner, tasks, trials)
-        for i, (name, func, rule) in enumerate(dense, 1):
+        for i, (name, func, rule, scheduled) in enumerate(dense, 1):
             progress.show(f"dense {i}/{len(dense)} {name} ({rule} rule): MetaSchedule, {trials} trials")
             t0 = time.perf_counter()
-            record, fresh = tune_dense(name, func, info, database, target_key(info), trials, runner.where)
+            record, fresh = tune_dense(name, func, scheduled, info, database, target_key(info), trials, runner.where)
             searched += trials if fresh else 0
             report.tasks.append(TaskResult(record["label"], record["default_ms"], record["ms"], record["knobs"],
                                            record.get("trials", trials), trials if fresh else 0,
@@ -131,10 +131,10 @@ def autotune(model: ModelLike, target: str = "host", *, db: str | os.PathLike, t
 def _dense_kernels(models: list, info: TargetInfo) -> list:
     out, seen = [], set()
     for model in models:
-        for name, func, rule in dense_kernels(model, info):
-            if dense_key(func) not in seen:
-                seen.add(dense_key(func))
-                out.append((name, func, rule))
+        for kernel in dense_kernels(model, info):
+            if dense_key(kernel[1]) not in seen:
+                seen.add(dense_key(kernel[1]))
+                out.append(kernel)
     return out
 
 

@@ -95,6 +95,7 @@ def prepare(imported: Imported, info: TargetInfo, sparsity: SparsityPlan | None 
     lifted = lifted or lift(imported)
     model, weights, names = lifted.model, list(lifted.weights), list(lifted.names)
     layers: list = []
+    tuned: list = []  # (kernel, knobs) that this model's sparse kernels took from `tuning`
     dense_layers = 0
     used_before = len(tuning.used) if tuning is not None else 0
     if sparsity is not None and sparsity.active and info.is_gpu and sparsity.only_found:
@@ -125,7 +126,6 @@ def prepare(imported: Imported, info: TargetInfo, sparsity: SparsityPlan | None 
     seconds = time.perf_counter() - t0
     log(f"weights: {len(imported.weights)} in, {len(names)} prepared, {dense_layers} dense layers packed "
         f"({seconds:.1f} s)")
-    tuned = tuning.used[used_before:] if tuning is not None else []
     return Prepared(model, weights, names, layers, dense_layers, seconds, [{"kernel": k, "knobs": v} for k, v in tuned])
 
 

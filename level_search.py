@@ -139,6 +139,7 @@ def measure_layers(space: SearchSpace, rows: int, repeat: int = 20, log: Callabl
     from gearshift.driver import build
     from gearshift.frontend.importer import to_relax
     from gearshift.relay_passes.plan import SparsityPlan
+    from gearshift.runtime.timing import vm_main_ms
 
     rng = np.random.default_rng(0)
     out = {}
@@ -148,9 +149,8 @@ def measure_layers(space: SearchSpace, rows: int, repeat: int = 20, log: Callabl
         for s in space.menu:
             built = build(to_relax(proto), "host", sparsity=SparsityPlan.parse(f"bsr:{s:g}:16x1") if s else None)
             vm = relax.VirtualMachine(built.executable, tvm.cpu())
-            vm.set_input("main", x, *(tvm.runtime.tensor(w) for w in built.weights.values()))
-            timer = vm.time_evaluator("invoke_stateful", tvm.cpu(), number=5, repeat=repeat, min_repeat_ms=0)
-            out[(k, n, s)] = float(np.median(timer("main").results)) * 1e3
+            weights = [tvm.runtime.tensor(w) for w in built.weights.values()]
+            out[(k, n, s)] = vm_main_ms(vm, tvm.cpu(), [x, *weights], number=5, repeat=repeat)
             kept = [layer["decision"] for layer in built.report["sparse_layers"]]
             log(f"layer {k}->{n} at sparsity {s:g} ({kept[0] if kept else 'dense'}): {out[(k, n, s)]:.3f} ms")
     return out

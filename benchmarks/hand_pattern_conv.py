@@ -30,7 +30,7 @@ from pattern_sparse import CONNECTIVITY, LAYERS, PATTERNS, conv_model
 import tvm
 from gearshift.bench import thread_count
 from gearshift.frontend.patterns import library, project
-from gearshift.schedules.kernels.pattern_conv import (channel_group, choose_block, pack, padded_extent,
+from gearshift.schedules.kernels.pattern_conv import (choose_block, default_group, pack, padded_extent,
                                                       pattern_conv2d)
 from gearshift.schedules.targets import get_target
 
@@ -103,7 +103,7 @@ def case(c: int, size: int, repeat: int, tmp: str) -> dict:
     rows, vectors = choose_block(size, size, LANES)  # what the pass picks (relay_passes/pattern_sparse.py)
     ohp, owp = padded_extent(size, size, pads, 1, LANES)
     kept_per_filter = int((masked.reshape(c, c, 9) != 0).any(axis=2).sum()) / c
-    group = channel_group(c, kept_per_filter, rows, owp + 2, 1)
+    group = default_group(c, size, size, pads, 1, LANES, kept_per_filter)  # the pass's group, as the pass computes it
     ngroups = -(-c // group)
     values, channels, offsets, order = pack(masked, masks, threads, group)
     kernel = pattern_conv2d(1, c, c, size, size, pads, 1, masks, len(channels), LANES, threads, ngroups=ngroups)

@@ -33,7 +33,7 @@ from gearshift.frontend.examples import BertConfig, bert_inputs, tiny_bert
 from gearshift.frontend.load import export_torch
 from gearshift.frontend.patterns import library, project
 from gearshift.schedules.targets import get_target
-from gearshift.tune.database import Database, target_key
+from gearshift.tune.database import Database, search_trials, target_key
 from gearshift.tune.model import CostModel, spearman
 from gearshift.tune.search import training_rows
 
@@ -90,10 +90,10 @@ def held_out_spearman(target: str) -> list[dict]:
     out = []
     for task in sorted({r["task"] for r in db.records if r["target"] == target}):
         kind = next(r["kind"] for r in db.records if r["task"] == task)
-        rows, speedups = training_rows(_without(db, task), target, kind)
+        rows, speedups = training_rows([r for r in db.records if r["task"] != task], target, kind)
         model = CostModel()
         model.fit(rows, speedups)
-        own_rows, own_speedups = training_rows(_only(db, task), target, kind)
+        own_rows, own_speedups = training_rows([r for r in db.records if r["task"] == task], target, kind)
         label = next(r["label"] for r in db.records if r["task"] == task)
         rho = spearman(model.predict(own_rows), own_speedups) if model.ready else float("nan")
         out.append({"kernel": label, "trials": len(own_rows), "spearman": round(rho, 3)})
@@ -108,7 +108,7 @@ def held_out_trials(target: str, splits: int = 5) -> list[dict]:
     db = Database(DB)
     out = []
     for kind in ("bsr", "pattern_conv"):
-        records = db.training_set(target, kind)
+        records = search_trials(db.records, target, kind)
         defaults = {r["task"]: r["ms"] for r in records if r["default"]}
         records = [r for r in records if r["task"] in defaults]
         pooled, per_kernel = [], []
@@ -158,18 +158,6 @@ def plot_search(path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def _without(db: Database, task: str) -> Database:
-    view = Database.__new__(Database)
-    view.records = [r for r in db.records if r["task"] != task]
-    return view
-
-
-def _only(db: Database, task: str) -> Database:
-    view = Database.__new__(Database)
-    view.records = [r for r in db.records if r["task"] == task]
-    return view
 
 
 def bert_tuning(trials: int) -> dict:

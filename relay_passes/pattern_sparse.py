@@ -34,7 +34,7 @@ from gearshift.relay_passes.walk import (LayerReport, WeightLayerWalk, build_for
 from gearshift.schedules.cpu.microkernel import Microkernel
 from gearshift.spec import Log
 from gearshift.schedules.knobs import Tuning, pattern_conv_task
-from gearshift.schedules.kernels.pattern_conv import (channel_group, choose_block, out_extent, pack, padded_extent,
+from gearshift.schedules.kernels.pattern_conv import (default_group, out_extent, pack, padded_extent,
                                                       pattern_conv2d)
 
 
@@ -138,9 +138,7 @@ class _PatternSparsify(WeightLayerWalk):
         n, _, h, wd = dims(x)
         a = call.attrs
         pads, stride = tuple(int(p) for p in a.padding), int(a.strides[0])
-        rows = choose_block(*out_extent(h, wd, pads, stride), self.micro.lanes)[0]
-        wp = (padded_extent(h, wd, pads, stride, self.micro.lanes)[1] - 1) * stride + 3
-        group = channel_group(cin, report.nnz_blocks / cout, rows, wp, stride)
+        group = default_group(cin, h, wd, pads, stride, self.micro.lanes, report.nnz_blocks / cout)
         block = None  # the rules' register block (`choose_block`)
         if self.tuning is not None:  # tuned knobs for this exact kernel, if the database has them
             tuned = self.tuning.knobs(pattern_conv_task(name, (n, cin, cout, h, wd, pads, stride), pruned, masks,

@@ -20,6 +20,7 @@ import numpy as np
 
 from gearshift.errors import InputError, read_json
 from gearshift.runtime.artifact import Artifact, open_artifact
+from gearshift.runtime.timing import vm_main_ms
 from gearshift.spec import Log
 
 
@@ -56,9 +57,7 @@ def measure_levels(artifact: str | os.PathLike | Artifact, *, rpc: str | None = 
             modules[path] = load(path)
         vm = relax.VirtualMachine(modules[path], device)
         weights = [tvm.runtime.tensor(w, device) for w in art.load_weights(level)]
-        vm.set_input("main", *args, *weights)
-        timer = vm.time_evaluator("invoke_stateful", device, number=number, repeat=repeat, min_repeat_ms=0)
-        out[level] = round(float(np.median(timer("main").results)) * 1e3, 4)
+        out[level] = round(vm_main_ms(vm, device, [*args, *weights], number=number, repeat=repeat), 4)
         log(f"measure: {level}: {out[level]:.3f} ms on {where}")
     return out
 

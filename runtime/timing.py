@@ -45,3 +45,11 @@ def time_blocks(engines: Mapping[str, Callable[[], object]], *, warmup: int = 3,
 
 def summarize(times: list[float]) -> dict[str, float]:
     return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)), "runs": len(times)}
+
+
+def vm_main_ms(vm, device, args: list, *, number: int, repeat: int) -> float:
+    """Median ms of a Relax VM's `main` on `args` (tensors on `device`), timed by TVM's
+    time_evaluator where the VM runs (on a device, no network in the figure)."""
+    vm.set_input("main", *args)
+    timer = vm.time_evaluator("invoke_stateful", device, number=number, repeat=repeat, min_repeat_ms=0)
+    return float(np.median(timer("main").results)) * 1e3

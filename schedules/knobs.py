@@ -27,7 +27,7 @@ import tvm
 from gearshift.schedules.cpu.microkernel import Microkernel
 from gearshift.schedules.kernels.bsr import (Tile, bsr_matmul, chunk_tiles, kept_columns, panel_split, panels_fit,
                                              uses_panels)
-from gearshift.schedules.kernels.pattern_conv import (channel_group, choose_block, out_extent, pack, padded_extent,
+from gearshift.schedules.kernels.pattern_conv import (choose_block, default_group, out_extent, pack, padded_extent,
                                                       pattern_conv2d)
 
 KINDS = ("bsr", "pattern_conv")
@@ -169,10 +169,8 @@ def _conv_space(task: Task) -> list[dict]:
 
 def conv_default_group(task: Task) -> int:
     _, cin, cout, h, w, pads, stride, lanes = task.sizes[:8]
-    rows = choose_block(*out_extent(h, w, tuple(pads), stride), lanes)[0]
-    wp = (padded_extent(h, w, tuple(pads), stride, lanes)[1] - 1) * stride + 3
     kept = int((task.payload["pruned"].reshape(cout, cin, 9) != 0).any(axis=2).sum())
-    return channel_group(cin, kept / cout, rows, wp, stride)
+    return default_group(cin, h, w, tuple(pads), stride, lanes, kept / cout)
 
 
 def conv_default(task: Task) -> dict:

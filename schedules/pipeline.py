@@ -38,20 +38,28 @@ class ApplyRules:
                 updates[gv] = tuned.with_attr("tirx.is_scheduled", True)
                 self.report[gv.name_hint] = "MetaSchedule (tuned)"
                 continue
-            for rule in self.rules:
-                try:
-                    sch = rule.apply(func, self.target, False)
-                except Exception:  # noqa: BLE001  (TVM's own rules raise on shapes they do not handle:
-                    continue      # e.g. "is an output block"; the next rule, at worst Fallback, takes it)
-                if sch is not None:
-                    updates[gv] = sch.mod["main"].with_attr("tirx.is_scheduled", True)
-                    self.report[gv.name_hint] = type(rule).__name__
-                    break
-            else:
+            scheduled = first_rule(func, self.target, self.rules)
+            if scheduled is None:
                 self.report[gv.name_hint] = "unscheduled"
+            else:
+                self.report[gv.name_hint], scheduled_func = scheduled
+                updates[gv] = scheduled_func.with_attr("tirx.is_scheduled", True)
         for gv, func in updates.items():
             mod[gv] = func
         return mod
+
+
+def first_rule(func: tirx.PrimFunc, target, rules: list | None = None) -> tuple[str, tirx.PrimFunc] | None:
+    """The first of `rules` (`default_rules()`) that schedules `func`: its name and the scheduled
+    function, or None when none does."""
+    for rule in rules if rules is not None else default_rules():
+        try:
+            sch = rule.apply(func, target, False)
+        except Exception:  # noqa: BLE001  (TVM's own rules raise on shapes they do not handle:
+            continue      # e.g. "is an output block"; the next rule, at worst Fallback, takes it)
+        if sch is not None:
+            return type(rule).__name__, sch.mod["main"]
+    return None
 
 
 def cpu_pipeline(target, report: dict, tuned: dict | None = None) -> tvm.transform.Pass:

@@ -97,10 +97,12 @@ class Database:
                 fastest[r["task"]] = (r["ms"], r["knobs"])
         return {**{task: knobs for task, (_, knobs) in fastest.items()}, **confirmed}
 
-    def training_set(self, target: str, kind: str) -> list[dict]:
-        """Successful search trials of one kernel kind on one target (records with features)."""
-        return [r for r in self.records if r["target"] == target and r["kind"] == kind
-                and r.get("ms") is not None and r.get("features") and not r.get("final")]
+
+
+def search_trials(records: list[dict], target: str, kind: str) -> list[dict]:
+    """The successful search trials of one kernel kind on one target (records with features)."""
+    return [r for r in records if r["target"] == target and r["kind"] == kind
+            and r.get("ms") is not None and r.get("features") and not r.get("final")]
 
 
 def _problem(record) -> str | None:

@@ -15,19 +15,19 @@ import os
 import numpy as np
 import tvm
 
-from gearshift.schedules.cpu import default_rules
-from gearshift.schedules.pipeline import dense_key, fused_kernels_passes
+from gearshift.schedules.pipeline import dense_key, first_rule, fused_kernels_passes
 from gearshift.schedules.targets import TargetInfo
 from gearshift.tune.database import Database
-from gearshift.tune.search import CONFIRM_MARGIN, CONFIRM_ROUNDS
+from gearshift.tune.runner import time_ms
+from gearshift.tune.search import CONFIRM_ROUNDS, replaces_default
 
 MS_DIR = "metaschedule"
 SEARCHED_RULES = ("Conv2d", "Matmul")  # the rules whose kernels MetaSchedule searches
 
 
-def dense_kernels(model: tvm.IRModule, info: TargetInfo) -> list[tuple[str, tvm.tirx.PrimFunc, str]]:
-    """(name, unscheduled PrimFunc, rule) of every kernel one of SEARCHED_RULES schedules, as the
-    build's pipeline meets it; one entry per distinct kernel."""
+def dense_kernels(model: tvm.IRModule, info: TargetInfo) -> list[tuple[str, tvm.tirx.PrimFunc, str, tvm.tirx.PrimFunc]]:
+    """(name, unscheduled PrimFunc, rule, the rule's scheduled PrimFunc) of every kernel one of
+    SEARCHED_RULES schedules, as the build's pipeline meets it; one entry per distinct kernel."""
     target = info.tvm_target()
     with target:
         fused = tvm.transform.Sequential(fused_kernels_passes(target))(model)
@@ -35,21 +35,11 @@ def dense_kernels(model: tvm.IRModule, info: TargetInfo) -> list[tuple[str, tvm.
     for gv, func in fused.functions_items():
         if not isinstance(func, tvm.tirx.PrimFunc) or func.attrs.get("tirx.is_scheduled", 0) == 1:
             continue
-        rule = _rule_of(func, target)
-        if rule in SEARCHED_RULES and dense_key(func) not in seen:
+        scheduled = first_rule(func, target)
+        if scheduled is not None and scheduled[0] in SEARCHED_RULES and dense_key(func) not in seen:
             seen.add(dense_key(func))
-            out.append((gv.name_hint, func, rule))
+            out.append((gv.name_hint, func, *scheduled))
     return out
-
-
-def _rule_of(func, target) -> str | None:
-    for rule in default_rules():
-        try:
-            if rule.apply(func, target, False) is not None:
-                return type(rule).__name__
-        except Exception:  # noqa: BLE001  (as in the pipeline: a rule that raises does not match)
-            continue
-    return None
 
 
 def _ms_database(db: Database):
@@ -60,10 +50,11 @@ def _ms_database(db: Database):
     return ms.database.JSONDatabase(work_dir=str(work))
 
 
-def tune_dense(name: str, func: tvm.tirx.PrimFunc, info: TargetInfo, db: Database, target_key: str, trials: int,
-               device: str) -> tuple[dict, bool]:
+def tune_dense(name: str, func: tvm.tirx.PrimFunc, rule: tvm.tirx.PrimFunc, info: TargetInfo, db: Database,
+               target_key: str, trials: int, device: str) -> tuple[dict, bool]:
     """MetaSchedule on one kernel (unless the database already has a final record for it), then the
-    confirmation against the rule. Returns the final record, and whether this call searched."""
+    confirmation against `rule`, the kernel as the rule schedules it. Returns the final record, and
+    whether this call searched."""
     from tvm.s_tir import meta_schedule as ms
 
     key = dense_key(func)
@@ -77,29 +68,15 @@ def tune_dense(name: str, func: tvm.tirx.PrimFunc, info: TargetInfo, db: Databas
     ms.tune_tir(mod, target, str(db.path / MS_DIR), max_trials_global=trials, num_trials_per_iter=min(16, trials),
                 cost_model=ms.cost_model.XGBModel(), database=msdb, num_tuning_cores=os.cpu_count() or 1)
     searched = msdb.query_ir_module(mod, target, "main")
-    rule = _rule_scheduled(func, target)
     candidates = {"rule": rule, **({"metaschedule": searched["main"]} if searched is not None else {})}
     times = _time_in_turns(candidates, func, target)
     base = times.get("rule")
-    best = "metaschedule" if (times.get("metaschedule") is not None and base is not None
-                              and times["metaschedule"] < base * (1 - CONFIRM_MARGIN)) else "rule"
+    best = "metaschedule" if replaces_default(base, times.get("metaschedule")) else "rule"
     record = {"target": target_key, "task": key, "kind": "dense", "label": f"{name} (dense)",
               "knobs": {"schedule": best}, "ms": times[best], "default": best == "rule", "final": True,
               "default_ms": base, "metaschedule_ms": times.get("metaschedule"), "trials": trials, "device": device}
     db.add(record)
     return record, True
-
-
-def _rule_scheduled(func, target) -> tvm.tirx.PrimFunc:
-    """The kernel as the build's pipeline schedules it without a database (the first matching rule)."""
-    for rule in default_rules():
-        try:
-            sch = rule.apply(func, target, False)
-        except Exception:  # noqa: BLE001  (as in the pipeline: a rule that raises does not match)
-            continue
-        if sch is not None:
-            return sch.mod["main"]
-    raise ValueError("no rule schedules this kernel")
 
 
 def _time_in_turns(candidates: dict, func, target) -> dict[str, float]:
@@ -116,8 +93,7 @@ def _time_in_turns(candidates: dict, func, target) -> dict[str, float]:
     samples: dict[str, list[float]] = {name: [] for name in libs}
     for _ in range(CONFIRM_ROUNDS):
         for name, lib in libs.items():
-            timer = lib.mod.time_evaluator("main", device, number=1, repeat=5, min_repeat_ms=40)
-            samples[name].append(float(np.median(timer(*tensors).results)) * 1e3)
+            samples[name].append(time_ms(lib.mod, device, tensors))
     return {name: float(np.median(t)) for name, t in samples.items()}
 
 

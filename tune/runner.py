@@ -43,6 +43,12 @@ def compile_kernel(task: Task, knobs: dict, info: TargetInfo):
     return tvm.compile(mod, target=info.tvm_target()), args
 
 
+def time_ms(module, device, tensors: list) -> float:
+    """Median ms of `main` over REPEAT repeats, each running it for at least MIN_REPEAT_MS."""
+    timer = module.time_evaluator("main", device, number=1, repeat=REPEAT, min_repeat_ms=MIN_REPEAT_MS)
+    return float(np.median(timer(*tensors).results)) * 1e3
+
+
 def _failure(err: Exception) -> str:
     lines = [line for line in str(err).strip().splitlines() if line.strip()]
     return f"{type(err).__name__}: {lines[-1] if lines else ''}"[:300]
@@ -67,9 +73,7 @@ class LocalRunner:
         try:
             lib, args = compile_kernel(task, knobs, self.info)
             device = tvm.cpu()
-            tensors = [tvm.runtime.tensor(a, device) for a in args]
-            timer = lib.mod.time_evaluator("main", device, number=1, repeat=REPEAT, min_repeat_ms=MIN_REPEAT_MS)
-            return Measured(knobs, float(np.median(timer(*tensors).results)) * 1e3)
+            return Measured(knobs, time_ms(lib.mod, device, [tvm.runtime.tensor(a, device) for a in args]))
         except Exception as err:  # a candidate that does not build or run is a failed trial, not a crash
             return Measured(knobs, None, _failure(err))
 
@@ -131,9 +135,7 @@ class RemoteRunner:
             remote.upload(str(path), path.name)
             lib = remote.load_module(path.name)
             device = remote.cpu()
-            tensors = [tvm.runtime.tensor(a, device) for a in args]
-            timer = lib.time_evaluator("main", device, number=1, repeat=REPEAT, min_repeat_ms=MIN_REPEAT_MS)
-            return Measured(knobs, float(np.median(timer(*tensors).results)) * 1e3)
+            return Measured(knobs, time_ms(lib, device, [tvm.runtime.tensor(a, device) for a in args]))
         except Exception as err:
             return Measured(knobs, None, _failure(err))
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from gearshift.schedules import knobs as knob_space
 from gearshift.schedules.knobs import Task, canonical
-from gearshift.tune.database import Database
+from gearshift.tune.database import Database, search_trials
 from gearshift.tune.model import CostModel
 
 BATCH = 8  # candidates measured between two model fits
@@ -80,12 +80,11 @@ class Tuner:
 
     def model(self, kind: str) -> CostModel:
         if kind not in self.models:
-            self.models[kind] = CostModel()
             self.fit(kind)
         return self.models[kind]
 
     def fit(self, kind: str) -> None:
-        rows, speedups = training_rows(self.db, self.target, kind)
+        rows, speedups = training_rows(self.db.records, self.target, kind)
         self.models.setdefault(kind, CostModel()).fit(rows, speedups)
 
     def tune(self, task: Task, trials: int, seeds: Sequence[dict] = (), status: str = "") -> TaskResult:
@@ -142,8 +141,7 @@ class Tuner:
             return
         base = medians.get(canonical(default))
         challenger = medians.get(canonical(best))
-        keep_best = base is None or (challenger is not None and challenger < base * (1 - CONFIRM_MARGIN))
-        winner = best if keep_best else default
+        winner = best if replaces_default(base, challenger) else default
         self.db.add({"target": self.target, "task": task.key, "kind": task.kind, "label": task.label,
                      "knobs": winner, "ms": medians[canonical(winner)], "error": None,
                      "default": canonical(winner) == canonical(default), "final": True,
@@ -179,9 +177,10 @@ def tune_tasks(tuner: Tuner, tasks: Sequence[Task], trials: int) -> list[TaskRes
     return results
 
 
-def training_rows(db: Database, target: str, kind: str) -> tuple[list[list[float]], list[float]]:
-    """Feature rows and speedups over their own task's default, of every measured record of `kind`."""
-    records = db.training_set(target, kind)
+def training_rows(records: list[dict], target: str, kind: str) -> tuple[list[list[float]], list[float]]:
+    """Feature rows and speedups over their own task's default, of the successful search trials of
+    `kind` on `target` among `records` (a database's, or any part of them)."""
+    records = search_trials(records, target, kind)
     defaults: dict[str, float] = {}
     for r in records:
         if r["default"]:
@@ -189,6 +188,12 @@ def training_rows(db: Database, target: str, kind: str) -> tuple[list[list[float
     rows = [r["features"] for r in records if r["task"] in defaults]
     speedups = [defaults[r["task"]] / r["ms"] for r in records if r["task"] in defaults]
     return rows, speedups
+
+
+def replaces_default(default_ms: float | None, challenger_ms: float | None) -> bool:
+    """Whether a challenger, measured again beside the default, replaces it: it ran, and it was
+    CONFIRM_MARGIN faster (or the default failed)."""
+    return challenger_ms is not None and (default_ms is None or challenger_ms < default_ms * (1 - CONFIRM_MARGIN))
 
 
 def result_of(task: Task, measured: dict[str, float | None], default: dict, new: int,

@@ -138,6 +138,15 @@ def pattern_conv2d(n: int, cin: int, cout: int, h: int, w: int, pads: tuple[int,
     return kernel
 
 
+def default_group(cin: int, h: int, w: int, pads: tuple[int, int, int, int], stride: int, lanes: int,
+                  kept_per_filter: float) -> int:
+    """The rules' input channels per group for this conv: `channel_group` for the rows of the default
+    register block (`choose_block`) and the padded input width it reads."""
+    rows = choose_block(*out_extent(h, w, pads, stride), lanes)[0]
+    wp = (padded_extent(h, w, pads, stride, lanes)[1] - 1) * stride + 3
+    return channel_group(cin, kept_per_filter, rows, wp, stride)
+
+
 def channel_group(cin: int, kept_per_filter: float, rows: int, wp: int, stride: int) -> int:
     """Input channels per group: as many as keep the group's input rows (one register block's) in
     16 KiB of L1, but few enough groups that each filter still has ~16 kept kernels per group (below
