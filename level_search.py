@@ -10,7 +10,8 @@ evaluations, is reproducible from its seed, and has no controller to train or tu
 with every uniform assignment, so it can only match or beat the uniform baseline it is compared
 with.
 
-Latency model (stated, and checked in benchmarks/level_search.py against compiled levels):
+Latency model (stated, and checked in benchmarks/level_search.py against compiled levels; the
+learned correction on top of it is `level_latency.LearnedLatency`):
     t(assignment) = rest + sum over layers of t_layer(shape, sparsity)
 t_layer is the layer compiled alone by the compile driver (`driver.build`: the BSR kernel, or the
 dense kernel where the sparsity is 0 or the cost model keeps it dense) and timed on this machine;
@@ -181,9 +182,15 @@ class SearchResult:
 
     def layer_sparsity(self, space: SearchSpace) -> list[str]:
         """The assignment as `--layer-sparsity` / levels-file overrides."""
-        import re
+        return layer_overrides(space, self.assignment)
 
-        return [f"^{re.escape(layer.name)}$=bsr:{s:g}:16x1" for layer, s in zip(space.layers, self.assignment)]
+
+def layer_overrides(space: SearchSpace, assignment: Assignment) -> list[str]:
+    """An assignment as `--layer-sparsity` / levels-file overrides (sparsity 0: the layer stays dense)."""
+    import re
+
+    return [f"^{re.escape(layer.name)}$=" + (f"bsr:{s:g}:16x1" if s else "dense")
+            for layer, s in zip(space.layers, assignment)]
 
 
 def evolve(space: SearchSpace, budget_ms: float, error: Callable[[Assignment], float],
