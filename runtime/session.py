@@ -16,7 +16,7 @@ import numpy as np
 from gearshift.errors import ArtifactError, InputError, TargetError, summarize
 from gearshift.runtime.cpu import missing_features
 from gearshift.runtime.artifact import Artifact, open_artifact
-from gearshift.runtime.timing import time_interleaved
+from gearshift.runtime.timing import time_engines
 
 
 class _Level(NamedTuple):
@@ -100,7 +100,7 @@ class Session:
     def time(self, inputs: Mapping[str, np.ndarray], repeat: int = 20, warmup: int = 3) -> list[float]:
         """Latencies in milliseconds of `repeat` runs after `warmup` runs (inputs copied to the device once)."""
         args = self._prepare(inputs)
-        return time_interleaved({"run": lambda: self._call(args)}, warmup=warmup, repeat=repeat)["run"]
+        return time_engines({"run": lambda: self._call(args)}, warmup=warmup, repeat=repeat)["run"]
 
     def _prepare(self, inputs: Mapping[str, np.ndarray]) -> list:
         import tvm

@@ -43,6 +43,27 @@ def time_blocks(engines: Mapping[str, Callable[[], object]], *, warmup: int = 3,
     return times
 
 
+MODES = {
+    "blocks": "engines timed back to back in blocks, the blocks alternating over rounds (the headline)",
+    "interleaved": "one call of each engine in turn (secondary: cold caches and pools after a peer)",
+    "alone": "each engine timed on its own, one after the other (diagnostic)",
+}
+
+
+def time_engines(engines: Mapping[str, Callable[[], object]], *, mode: str = "blocks", warmup: int = 3,
+                 repeat: int = 20) -> dict[str, list[float]]:
+    """Milliseconds per call of every engine, timed as the benchmark protocol decides: `blocks` is the
+    headline mode; `interleaved` and `alone` are the labelled others (see MODES). The one helper
+    `gearshift bench`, `gearshift run --repeat` and `Session.time` go through."""
+    if mode == "blocks":
+        return time_blocks(engines, warmup=warmup, repeat=repeat)
+    if mode == "interleaved":
+        return time_interleaved(engines, warmup=warmup, repeat=repeat)
+    if mode == "alone":
+        return {name: time_interleaved({name: fn}, warmup=warmup, repeat=repeat)[name] for name, fn in engines.items()}
+    raise ValueError(f"unknown timing mode {mode!r}: one of {', '.join(MODES)}")
+
+
 def summarize(times: list[float]) -> dict[str, float]:
     return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)), "runs": len(times)}
 

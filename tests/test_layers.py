@@ -24,6 +24,7 @@ LAYERS = [
     ("frontend", ["frontend"]),
     ("tune", ["tune"]),
     ("driver", ["driver", "compiler", "levels_compiler", "level_search", "level_latency", "codecheck", "bench", "autotune"]),
+    ("suites", ["suites"]),
     ("cli", ["cli"]),
     ("package", [""]),  # gearshift/__init__.py: the public API, re-exported from below
 ]
