@@ -47,6 +47,14 @@ def ort_session(onnx_model: bytes | str):
     return ort.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
 
 
+def format_table(rows) -> str:
+    """A markdown table, columns padded so it also reads as plain text."""
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    lines = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
 def thread_count() -> int:
     """The one thread count every engine is given (TVM reads TVM_NUM_THREADS, default: all cores)."""
     return int(os.environ.get("TVM_NUM_THREADS", os.cpu_count() or 1))

@@ -18,7 +18,7 @@ import time
 from common import aligned, compare, log, machine_note, ort_session, table, threads_note, write_results  # first: sets thread env
 import numpy as np
 import torch
-from peak import fma_peak_gflops
+from gearshift.suites.peak import fma_peak_gflops
 
 import gearshift
 from gearshift.bench import thread_count

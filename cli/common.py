@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from gearshift.bench import format_table  # noqa: F401  (re-exported: the commands' tables)
 from gearshift.errors import InputError
 
 
@@ -13,12 +14,6 @@ def log(msg: str) -> None:
     print(f"[gearshift] {msg}", file=sys.stderr, flush=True)
 
 
-def format_table(rows: Sequence[Sequence[str]]) -> str:
-    """A markdown table, columns padded so it also reads as plain text."""
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    lines = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(lines)
 
 
 def shape_option(p: argparse.ArgumentParser) -> None:
@@ -37,3 +32,15 @@ def parse_input_shapes(items: Sequence[str]) -> dict[str, list[int]]:
         except ValueError:
             raise InputError(f"bad --input-shape {item!r}: expected NAME=D0,D1,... (e.g. input_ids=1,128)") from None
     return shapes
+
+
+def with_quiet_pools() -> None:
+    """Start this command again with idle thread pools set not to spin (they read the setting when
+    they load, so it cannot be changed later): timings of several engines in one process need it."""
+    import os
+
+    from gearshift.bench import pools_are_quiet, quiet_environment
+
+    if not pools_are_quiet():
+        sys.stdout.flush()
+        os.execve(sys.executable, [sys.executable, "-m", "gearshift.cli", *sys.argv[1:]], quiet_environment())

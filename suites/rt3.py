@@ -22,10 +22,11 @@ TRACE = Path(__file__).resolve().parent.parent / "runtime" / "traces" / "throttl
 
 
 def demo_model():
-    """The bundled BERT-style encoder (256 wide, 4 layers, sequence 128): (module, feeds)."""
+    """The bundled BERT-style encoder (512 wide, 4 layers, FFN 2048, sequence 128; BERT-medium's
+    shape, random weights): (module, feeds)."""
     from gearshift.frontend.examples import BertConfig, bert_inputs, tiny_bert
 
-    config = BertConfig(vocab_size=8000, hidden=256, layers=4, heads=4, ffn=1024, max_positions=128)
+    config = BertConfig(vocab_size=8000, hidden=512, layers=4, heads=8, ffn=2048, max_positions=128)
     return tiny_bert(config).eval(), bert_inputs(config, batch=1, seq_len=128)
 
 

@@ -72,7 +72,3 @@ def fma_peak_gflops(cores: int | None = None, steps: int = 1 << 24) -> float | N
             best = min(best, time.perf_counter() - t0)
         cores = len(cpus)
     return 2 * CHAINS * lanes * steps * cores / best / 1e9
-
-
-if __name__ == "__main__":
-    print(f"fp32 FMA peak: {fma_peak_gflops():.0f} GFLOP/s")
