@@ -44,7 +44,7 @@ def run_demo(out_dir: Path, repeat: int = 20, log: Log = lambda _msg: None) -> s
     for structure in (None, S.bsr(0.2), S.block_patterns(0.125), S.circulant_blocks(8)):
         label = structure.label if structure else "dense"
         log(f"compiling and checking: {label}")
-        row = models.case("demo", module, feeds, structure, True, workdir, log=log).run(repeat)
+        row = models.case("demo", module, feeds, structure, workdir, log=log).run(repeat)
         engines = row["engines"]
         mine = engines.get("gearshift") or engines["gearshift dense"]
         if "median_ms" not in mine:

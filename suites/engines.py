@@ -24,7 +24,7 @@ from gearshift.runtime.timing import summarize, time_engines
 from gearshift.spec import Log
 
 TOLERANCE = 1e-3  # largest |error| / max |reference| an engine may show and still be timed
-PLAIN_TVM_FLOPS = {True: 100e6, False: 1e9}  # by --quick: above this, plain TVM's naive loops are not run
+PLAIN_TVM_FLOPS = 300e6  # above this, plain TVM's naive loops (seconds a call) are not run
 SLOW_CALLS = 3  # an engine slower than SLOW_MS is timed alone, this many calls, outside the blocks
 SLOW_MS = 100.0
 
@@ -121,9 +121,9 @@ def gearshift(name: str, proto: onnx.ModelProto, feeds: Mapping[str, np.ndarray]
     return Engine(name, lambda: session.run(feeds), facts=facts)
 
 
-def plain_tvm(proto: onnx.ModelProto, feeds: Mapping[str, np.ndarray], flops: float, quick: bool) -> Engine:
+def plain_tvm(proto: onnx.ModelProto, feeds: Mapping[str, np.ndarray], flops: float) -> Engine:
     """TVM as it comes: the ONNX import built by `tvm.compile` with its default pipeline for this CPU."""
-    limit = PLAIN_TVM_FLOPS[quick]
+    limit = PLAIN_TVM_FLOPS
     if flops > limit:
         return Engine("plain TVM", skipped=f"skipped: {flops / 1e6:.0f} MFLOP per call; tvm.compile schedules no "
                                            f"matmul or conv on CPU (naive loops), so above {limit / 1e6:.0f} MFLOP one "

@@ -64,10 +64,10 @@ def count(quick: bool) -> int:
 def cases(quick: bool, workdir: Path, db=None, log: Log = lambda _m: None) -> Iterator[E.Case]:
     """Each case built with every peer and its outputs computed (timing is the caller's)."""
     for kind, sizes, structure in plan(quick):
-        yield (_matmul if kind == "matmul" else _conv)(sizes, structure, quick, workdir, db, log)
+        yield (_matmul if kind == "matmul" else _conv)(sizes, structure, workdir, db, log)
 
 
-def _matmul(sizes, structure: S.Structure, quick: bool, workdir: Path, db, log: Log) -> E.Case:
+def _matmul(sizes, structure: S.Structure, workdir: Path, db, log: Log) -> E.Case:
     import warnings
 
     import torch
@@ -83,7 +83,7 @@ def _matmul(sizes, structure: S.Structure, quick: bool, workdir: Path, db, log: 
     case = E.Case("kernels", f"{k}->{n} {structure.label}", proto, feeds,
                   {"kind": "matmul", "shape": f"{ROWS}x{k}->{n}", "family": structure.family,
                    "setting": structure.setting, "ideal": structure.ideal, "flops": 2 * ROWS * k * n})
-    _common(case, structure, 2 * ROWS * k * n, quick, workdir, db, log)
+    _common(case, structure, 2 * ROWS * k * n, workdir, db, log)
     tx, tw, tb = torch.from_numpy(x), torch.from_numpy(wt), torch.from_numpy(bias)
     case.add(E.torch_engine("torch", lambda: torch.nn.functional.linear(tx, tw, tb)))
     if structure.family.startswith("bsr"):
@@ -100,7 +100,7 @@ def _matmul(sizes, structure: S.Structure, quick: bool, workdir: Path, db, log: 
     return case
 
 
-def _conv(sizes, structure: S.Structure, quick: bool, workdir: Path, db, log: Log) -> E.Case:
+def _conv(sizes, structure: S.Structure, workdir: Path, db, log: Log) -> E.Case:
     import torch
 
     cin, cout, size, stride = sizes
@@ -114,16 +114,16 @@ def _conv(sizes, structure: S.Structure, quick: bool, workdir: Path, db, log: Lo
     case = E.Case("kernels", name, conv_model(w, bias, size, stride), {"x": x},
                   {"kind": "conv", "shape": f"{cin}x{size}x{size}->{cout}/{stride}", "family": structure.family,
                    "setting": structure.setting, "ideal": structure.ideal, "flops": flops})
-    _common(case, structure, flops, quick, workdir, db, log)
+    _common(case, structure, flops, workdir, db, log)
     tx, tw, tb = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(bias)
     case.add(E.torch_engine("torch", lambda: torch.nn.functional.conv2d(tx, tw, tb, stride=stride, padding=1)))
     case.add(E.Engine("torch BSR", skipped="torch has no sparse conv"))
     return case
 
 
-def _common(case: E.Case, structure: S.Structure, flops: float, quick: bool, workdir: Path, db, log: Log) -> None:
+def _common(case: E.Case, structure: S.Structure, flops: float, workdir: Path, db, log: Log) -> None:
     case.add(E.onnx_runtime(case.proto, case.feeds))
-    case.add(E.plain_tvm(case.proto, case.feeds, flops, quick))
+    case.add(E.plain_tvm(case.proto, case.feeds, flops))
     folder = workdir / E.slug(case.name)
     case.add(E.gearshift("gearshift dense", case.proto, case.feeds, "dense", folder, db))
     case.add(E.gearshift("gearshift", case.proto, case.feeds, structure.spec, folder, db, log))

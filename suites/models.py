@@ -103,7 +103,7 @@ def cases(quick: bool, workdir: Path, db=None, log: Log = lambda _m: None) -> It
             log(f"{model.name}: skipped ({err})")
             continue
         for structure in (None, *model.structures):
-            yield case(model.name, module, feeds, structure, quick, workdir, db, log)
+            yield case(model.name, module, feeds, structure, workdir, db, log)
 
 
 def project_module(module, structure: S.Structure) -> tuple[object, int, int]:
@@ -125,7 +125,7 @@ def project_module(module, structure: S.Structure) -> tuple[object, int, int]:
     return pruned, done, total
 
 
-def case(model: str, module, feeds, structure: S.Structure | None, quick: bool, workdir: Path, db=None,
+def case(model: str, module, feeds, structure: S.Structure | None, workdir: Path, db=None,
          log: Log = lambda _m: None) -> E.Case:
     """`module` (projected onto `structure`, or dense) exported and built for every peer."""
     import torch
@@ -147,7 +147,7 @@ def case(model: str, module, feeds, structure: S.Structure | None, quick: bool, 
     built.add(E.onnx_runtime(proto, feeds))
     tensors = {k: torch.from_numpy(v) for k, v in feeds.items()}
     built.add(E.torch_engine("torch", lambda: pruned(**tensors)))
-    built.add(E.plain_tvm(proto, feeds, flops, quick))
+    built.add(E.plain_tvm(proto, feeds, flops))
     folder = workdir / E.slug(built.name)
     built.add(E.gearshift("gearshift dense", proto, feeds, "dense", folder, db))
     if structure:

@@ -35,23 +35,24 @@ def _speedup(row: dict, engine: str) -> float | None:
 
 def _density(rows: list[dict], out: Path) -> list[str]:
     import matplotlib.pyplot as plt
+    import numpy as np
 
     families = [f for f in ("bsr 16x1", "bsr 4x4", "block patterns", "pattern conv") if any(r["family"] == f for r in rows)]
     if not families:
         return []
     shapes = sorted({r["shape"] for r in rows if r["family"] in families})
-    fig, axes = plt.subplots(1, len(families), figsize=(4.2 * len(families), 4), squeeze=False)
-    for ax, family in zip(axes[0], families):
+    grid = np.linspace(0.04, 0.55, 60)
+    cols = 2 if len(families) > 1 else 1
+    fig, axes = plt.subplots(-(-len(families) // cols), cols, figsize=(5.5 * cols, 4.2 * -(-len(families) // cols)),
+                             squeeze=False)
+    for ax, family in zip(axes.flat, families):
         mine = [r for r in rows if r["family"] == family]
-        densities = sorted({r["setting"] for r in mine})
-        ideal_x = [d * 100 for d in densities]
-        ax.plot(ideal_x, [1 / d for d in densities], "k--", label="ideal (1/density)")
-        for shape in shapes:
+        ax.plot(grid * 100, 1 / grid, "k--", label="ideal (1/density)")
+        for shape, marker in zip(shapes, "osd^v"):
             pts = sorted((r["setting"] * 100, _speedup(r, "gearshift"), _speedup(r, "torch BSR"), _speedup(r, "torch"))
                          for r in mine if r["shape"] == shape)
             if not pts:
                 continue
-            marker = "o" if shape == shapes[0] else "s"
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker + "-", color=COLORS["gearshift"], label=f"gearshift {shape}")
             if any(p[2] for p in pts):
                 ax.plot([p[0] for p in pts if p[2]], [p[2] for p in pts if p[2]], marker + ":", color=COLORS["torch BSR"],
@@ -59,12 +60,18 @@ def _density(rows: list[dict], out: Path) -> list[str]:
             ax.plot([p[0] for p in pts], [p[3] for p in pts], marker + ":", color=COLORS["torch"], label=f"torch dense {shape}")
         ax.axhline(1.0, color="gray", lw=0.8)
         ax.set_yscale("log")
+        ax.set_yticks([0.5, 1, 2, 5, 10, 20], ["0.5", "1", "2", "5", "10", "20"])
+        ax.set_ylim(0.3, 30)
+        ax.set_xlim(0, 56)
         ax.set_title(family)
         ax.set_xlabel("density (% of weights kept)")
         ax.set_ylabel("speedup over ONNX Runtime dense (x)")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=8)
         ax.grid(alpha=0.3, which="both")
-    fig.suptitle("Speedup against density, per structure (same weights for every engine; torch BSR 16x1: 16x16 blocks)")
+    for ax in list(axes.flat)[len(families):]:
+        ax.set_visible(False)
+    fig.suptitle("Speedup against density (every engine on the same weights; torch BSR for 16x1: 16x16 blocks, same density)",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(out / "kernels-density.png", dpi=100)
     plt.close(fig)
@@ -114,17 +121,20 @@ def _models(rows: list[dict], out: Path) -> list[str]:
             s = _speedup(r, "gearshift")
             if s:
                 series.setdefault(f"gearshift {label}", {})[r["model"]] = s
-    fig, ax = plt.subplots(figsize=(max(7.0, 2.2 * len(names) + 3), 4.5))
+    fig, ax = plt.subplots(figsize=(max(8.0, 2.6 * len(names) + 3), 5))
     width = 0.8 / max(1, len(series))
+    structure_colors = iter(["tab:blue", "tab:orange", "tab:red", "tab:cyan", "tab:olive", "tab:brown", "tab:pink"])
     for i, (label, values) in enumerate(series.items()):
         x = [j + i * width for j, n in enumerate(names) if n in values]
-        ax.bar(x, [values[n] for n in names if n in values], width, label=label,
-               color=COLORS.get(label) if label in COLORS else None)
+        heights = [values[n] for n in names if n in values]
+        bars = ax.bar(x, heights, width, label=label, color=COLORS.get(label) or next(structure_colors))
+        ax.bar_label(bars, [f"{h:.2f}" for h in heights], fontsize=7)
     ax.axhline(1.0, color="black", lw=0.8, label="ONNX Runtime dense")
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], [n.split(" (")[0] for n in names])
     ax.set_ylabel("speedup over ONNX Runtime dense (x)")
     ax.set_yscale("log")
-    ax.set_title("Whole models: each engine and structure against ONNX Runtime (same weights)")
+    ax.set_yticks([0.01, 0.1, 0.5, 1, 2, 5], ["0.01", "0.1", "0.5", "1", "2", "5"])
+    ax.set_title("Whole models against ONNX Runtime dense (every engine on the same weights)", fontsize=10)
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3, axis="y", which="both")
     fig.tight_layout()

@@ -42,7 +42,8 @@ def _cases_table(rows: list[dict], _key: str) -> list[str]:
         e = row["engines"]
         main = e.get("gearshift") or e.get("gearshift dense")
         g = _ms(main) if main else None
-        cells = [row["case"], _f(_ms(e["onnxruntime"]), 3), _f(g, 3), _ratio(e["onnxruntime"], g)]
+        name = row["case"] + (f" ({row['structured_layers']} layers structured)" if row.get("structured_layers") else "")
+        cells = [name, _f(_ms(e["onnxruntime"]), 3), _f(g, 3), _ratio(e["onnxruntime"], g)]
         cells += [_ratio(e.get(p, {}), g) if p != "gearshift dense" or "gearshift" in e else "-" for p in PEERS]
         ideal = row.get("ideal", 1.0)
         speedup = _ms(e["onnxruntime"]) / g if g else None
@@ -96,7 +97,8 @@ def _accuracy(a: dict) -> list[str]:
     out = ["## Accuracy: one-shot projection, no retraining", "",
            f"{a['model']}, {a['sentences']} sentences of {a['sequence']} tokens; cosine of each sentence's embedding "
            "to the dense model's.", "",
-           "| structure | weights removed | cosine mean | cosine min | compiled: cosine to torch (min) |", "|---|---|---|---|---|"]
+           "| structure | weights removed | cosine mean | cosine min | compiled: cosine to torch (min) |",
+           "|---|---|---|---|---|"]
     for row in a["rows"]:
         c = row.get("compiled")
         out.append(f"| {row['family']} | {row['removed']:.1%} | {row['cosine_mean']:.3f} | {row['cosine_min']:.3f} | "

@@ -73,7 +73,7 @@ def run(quick: bool, out_dir: Path, workdir: Path, repeat: int = 20, log: Log = 
 
     profile = load_profile(PROFILE)
     facts = levels_of(artifact.manifest, profile)
-    deadline = 1.05 * facts[0].latency.at(profile.max_mhz)  # the accurate level just fits at the top frequency
+    deadline = round(1.05 * facts[0].latency.at(profile.max_mhz), 2)  # the accurate level just fits at the top frequency
     table = level_table(facts, profile, deadline)
     trace = read_trace(TRACE)
     dense = built.dense_reference

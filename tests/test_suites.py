@@ -39,7 +39,7 @@ def rows(tmp_path_factory):
     work = tmp_path_factory.mktemp("bench")
     out = []
     for structure in (S.bsr(0.25), S.circulant_blocks(8)):
-        case = kernels._matmul((64, 128), structure, True, work, None, lambda _m: None)
+        case = kernels._matmul((64, 128), structure, work, None, lambda _m: None)
         case.add(E.Engine("broken", lambda: np.zeros((kernels.ROWS, 128), np.float32)))
         out.append(case.run(repeat=3))
     return out
@@ -56,7 +56,7 @@ def test_every_peer_is_checked_then_timed_or_says_why(rows):
     assert e["gearshift"]["facts"]["sparse_layers"] == 1 and e["gearshift"]["facts"]["artifact_bytes"] > 0
     assert bsr["ideal"] == 4 and bsr["family"] == "bsr 16x1"
     big = E.plain_tvm(bsr and kernels.matmul_model(np.ones((768, 3072), np.float32), np.ones(768, np.float32)),
-                      {"x": np.ones((128, 3072), np.float32)}, 2 * 128 * 3072 * 768, quick=True)
+                      {"x": np.ones((128, 3072), np.float32)}, 2 * 128 * 3072 * 768)
     assert big.call is None and "604 MFLOP" in big.skipped
 
 
@@ -76,12 +76,13 @@ def test_report_and_plots_come_from_the_results(rows, tmp_path):
 
 
 def test_readme_section_is_replaced_in_place(tmp_path, capsys):
-    (tmp_path / "report.md").write_text("# gearshift bench\n\nMachine: X\nTiming: Y\n\n## Models\n\n| a |\n|---|\n| 1 |\n\nmore\n")
+    report_md = "# gearshift bench\n\nMachine: X\nTiming: Y\n\n## Models\n\n| a | b |\n|---|---|\n| 1 | - |\n\nmore\n"
+    (tmp_path / "report.md").write_text(report_md)
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- bench-results:begin -->\nold\n<!-- bench-results:end -->\nrest\n")
     assert main(["readme-results", str(tmp_path / "report.md"), str(readme)]) == 0
     text = readme.read_text()
-    assert text.startswith("intro\n<!-- bench-results:begin -->\nMachine: X\nTiming: Y\n\n| a |\n|---|\n| 1 |\n")
+    assert text.startswith("intro\n<!-- bench-results:begin -->\nMachine: X\nTiming: Y\n\n| a |\n| --- |\n| 1 |\n")
     assert "old" not in text and text.endswith("<!-- bench-results:end -->\nrest\n")
     readme.write_text("no markers\n")
     assert main(["readme-results", str(tmp_path / "report.md"), str(readme)]) == 2
