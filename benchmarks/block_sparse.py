@@ -27,13 +27,13 @@ from common import aligned, compare, in_rounds, log, machine_note, ort_session, 
 import numpy as np
 import onnx
 import torch
-from onnx import TensorProto, helper, numpy_helper
 
 import gearshift
 from gearshift.bench import summarize, thread_count, time_blocks, time_interleaved
 from gearshift.frontend.examples import BertConfig, bert_inputs, tiny_bert
 from gearshift.frontend.load import export_torch
 from gearshift.compress.blocks import project
+from gearshift.suites import kernels
 
 M = 128
 KERNELS = [  # (K, N, sparsity, block)
@@ -45,13 +45,8 @@ KERNELS = [  # (K, N, sparsity, block)
 
 
 def matmul_model(w: np.ndarray, b: np.ndarray, rows: int = M) -> onnx.ModelProto:
-    k, n = w.shape
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["mm"], name="fc"), helper.make_node("Add", ["mm", "b"], ["y"])],
-        "fc", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [rows, k])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [rows, n])],
-        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    """y = x @ w + b with w [K, N] (the bench's builder takes Wᵀ)."""
+    return kernels.matmul_model(np.ascontiguousarray(w.T), b, rows)
 
 
 def kernel_case(k: int, n: int, sparsity: float, block: tuple[int, int]) -> dict:

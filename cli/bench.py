@@ -1,7 +1,7 @@
 """`gearshift bench`: the benchmark suites with every peer side by side; `gearshift readme-results`:
 the README's results section regenerated from a report.
 
-    gearshift bench --suite kernels|models|rt3|accuracy|all [--quick] [--db DIR] [--repeat N] -o DIR
+    gearshift bench --suite kernels|models|rt3|accuracy|all [--quick] [--target host] [--db DIR] [--repeat N] -o DIR
     gearshift readme-results DIR/report.md README.md
 """
 
@@ -23,6 +23,8 @@ def add_commands(sub) -> None:
     be.add_argument("--suite", default="all", choices=("kernels", "models", "rt3", "accuracy", "all"),
                     help="which suite (default all)")
     be.add_argument("--quick", action="store_true", help="fewer cases and shapes: minutes, not an hour")
+    be.add_argument("--target", default="host", help="where the engines run: host (this machine; the only one "
+                                                     "the peers run on)")
     be.add_argument("--db", metavar="DIR", help="a tuning database: gearshift's kernels take its records")
     be.add_argument("--repeat", type=int, help="timed calls per engine (default 20 quick, 40 full)")
     be.add_argument("--output", "-o", required=True, help="the folder for results.json, report.md and the PNGs")
@@ -41,6 +43,10 @@ def _bench(args: argparse.Namespace) -> int:
     from gearshift.suites.run import run_bench
     from gearshift.suites.report import summary
 
+    if args.target != "host":
+        raise InputError(f"--target {args.target}: gearshift bench runs every peer on this machine (--target host); "
+                         f"for a device, compile for it and time it there with `gearshift run --repeat` or "
+                         f"`gearshift measure --rpc`")
     if args.repeat is not None and args.repeat < 1:
         raise InputError(f"--repeat must be at least 1, got {args.repeat}")
     results = run_bench(args.suite, args.output, quick=args.quick, db=args.db, repeat=args.repeat, log=log)

@@ -57,7 +57,7 @@ def run_demo(out_dir: Path, repeat: int = 20, log: Log = lambda _msg: None) -> s
 
     log("RT3: three levels in one artifact, switched along the bundled trace")
     r = rt3.run(True, out_dir, workdir, repeat=repeat, log=log)
-    levels = [("level", "spec", "ms here", "vs ONNX Runtime dense", "error vs dense model")]
+    levels = [("level", "spec", "ms here", "vs ONNX Runtime dense", "output error vs the unpruned model")]
     levels += [(n, lv["spec"], f"{lv['median_ms']:.3f}", f"{lv['ratio_vs_onnxruntime']:.2f}x", f"{lv['error_vs_dense']:.3g}")
                for n, lv in r["levels"].items()]
     table = [("device MHz", "level", "predicted ms", "meets deadline")]
@@ -68,7 +68,9 @@ def run_demo(out_dir: Path, repeat: int = 20, log: Log = lambda _msg: None) -> s
         format_table(rows),
         "Each variant's weights are projected first; ONNX Runtime and torch run the same weights ('dense twin'). "
         "Speedups: their time / gearshift's.", "",
-        format_table(levels), "",
+        format_table(levels),
+        "The levels prune the model's random weights in one shot: the output error says how far each level moves "
+        "the outputs, not what a trained model would lose.", "",
         f"Level table for the {rt3.PROFILE} profile, deadline {r['deadline_ms']:.2f} ms:",
         format_table(table), "",
         f"{r['simulated']}.",

@@ -82,7 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("artifact", help="an artifact directory written by `gearshift compile`")
     run.add_argument("--inputs", "-i", required=True, help=".npz with one array per model input, keyed by input name")
     run.add_argument("--output", "-o", help="write the outputs to this .npz, keyed by output name")
-    run.add_argument("--repeat", type=int, default=0, help="time N runs after 3 warm-up runs; print median and p90")
+    run.add_argument("--repeat", type=int, default=0,
+                     help="time N runs (the benchmark protocol's blocks, 3 warm-up runs before each); print median and p90")
     run.add_argument("--json", action="store_true", help="print a JSON summary")
     run.add_argument("--level", help="the compression level to run (default: the artifact's first)")
     run.set_defaults(handler=_run)
@@ -167,7 +168,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.repeat > 0:
         times = session.time(inputs, repeat=args.repeat)
         summary["latency_ms"] = {"median": float(np.median(times)), "p90": float(np.percentile(times, 90)),
-                                 "runs": args.repeat, "warmup": 3}
+                                 "runs": len(times), "timing": "blocks (3 warm-up runs before each)"}
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

@@ -9,8 +9,6 @@ gearshift with each structure. A peer that cannot run says why instead of a time
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,8 +23,8 @@ from gearshift.spec import Log
 
 TOLERANCE = 1e-3  # largest |error| / max |reference| an engine may show and still be timed
 PLAIN_TVM_FLOPS = 300e6  # above this, plain TVM's naive loops (seconds a call) are not run
-SLOW_CALLS = 3  # an engine slower than SLOW_MS is timed alone, this many calls, outside the blocks
-SLOW_MS = 100.0
+SLOW_CALLS = 3  # an engine whose first call took over SLOW_MS (plain TVM's naive loops) is timed alone, this many calls
+SLOW_MS = 1000.0
 
 
 @dataclass
@@ -42,7 +40,11 @@ class Engine:
     def __post_init__(self):
         if self.call is not None and self.output is None:
             t = time.perf_counter()
-            self.output = _first_array(self.call())
+            try:
+                self.output = _first_array(self.call())
+            except Exception as err:  # one peer failing must not end a long run: it is reported instead
+                self.call, self.skipped = None, f"failed on its first call: {_short(err)}"
+                return
             self.first_ms = (time.perf_counter() - t) * 1e3
 
 
@@ -56,6 +58,7 @@ class Case:
     feeds: dict[str, np.ndarray]
     facts: dict = field(default_factory=dict)  # density, shape, structure: what the report groups by
     engines: dict[str, Engine] = field(default_factory=dict)
+    error: str | None = None  # the case could not be built (e.g. the model does not export): reported, not timed
 
     def add(self, engine: Engine) -> None:
         self.engines[engine.name] = engine
@@ -63,6 +66,8 @@ class Case:
     def run(self, repeat: int, mode: str = "blocks") -> dict:
         """Check every engine's output against ONNX Runtime, time the ones that agree, and return the
         case's row: per engine median and p90 ms, ratio against ONNX Runtime, error, or why not."""
+        if self.error:
+            return {"suite": self.suite, "case": self.name, **self.facts, "error": self.error, "engines": {}}
         reference = self.engines["onnxruntime"].output
         scale = max(float(np.abs(reference).max()), 1e-30)
         row = {"suite": self.suite, "case": self.name, **self.facts, "timing": mode, "engines": {}}
@@ -111,6 +116,8 @@ def gearshift(name: str, proto: onnx.ModelProto, feeds: Mapping[str, np.ndarray]
         built = compile_model(proto, "host", sparsity=spec, db=db)
     except GearshiftError as err:
         return Engine(name, skipped=f"does not compile: {err}")
+    except Exception as err:  # a compiler bug: reported with the case, the run goes on
+        return Engine(name, skipped=f"compile failed (a gearshift bug, please report): {_short(err)}")
     path = workdir / slug(name)
     artifact = save(built, path, overwrite=True)
     session = Session(artifact)
@@ -123,19 +130,21 @@ def gearshift(name: str, proto: onnx.ModelProto, feeds: Mapping[str, np.ndarray]
 
 def plain_tvm(proto: onnx.ModelProto, feeds: Mapping[str, np.ndarray], flops: float) -> Engine:
     """TVM as it comes: the ONNX import built by `tvm.compile` with its default pipeline for this CPU."""
-    limit = PLAIN_TVM_FLOPS
-    if flops > limit:
-        return Engine("plain TVM", skipped=f"skipped: {flops / 1e6:.0f} MFLOP per call; tvm.compile schedules no "
-                                           f"matmul or conv on CPU (naive loops), so above {limit / 1e6:.0f} MFLOP one "
-                                           f"call takes seconds")
+    if flops > PLAIN_TVM_FLOPS:
+        return Engine("plain TVM", facts={"mflop": round(flops / 1e6)},
+                      skipped=f"skipped above {PLAIN_TVM_FLOPS / 1e6:.0f} MFLOP a call: tvm.compile schedules no matmul "
+                              f"or conv on CPU (naive loops), so one call takes seconds")
     import tvm
     from tvm import relax
     from tvm.relax.frontend.onnx import from_onnx
 
     from gearshift.schedules.targets import get_target
 
-    mod = from_onnx(proto, keep_params_in_input=False)
-    vm = relax.VirtualMachine(tvm.compile(mod, target=get_target("host").tvm_target()), tvm.cpu())
+    try:
+        mod = from_onnx(proto, keep_params_in_input=False)
+        vm = relax.VirtualMachine(tvm.compile(mod, target=get_target("host").tvm_target()), tvm.cpu())
+    except Exception as err:
+        return Engine("plain TVM", skipped=f"TVM's ONNX import or build failed: {_short(err)}")
     args = [tvm.runtime.tensor(np.ascontiguousarray(feeds[i.name])) for i in proto.graph.input if i.name in feeds]
     return Engine("plain TVM", lambda: vm["main"](*args))
 
@@ -172,9 +181,7 @@ def slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip("-")[:80]
 
 
-def fresh_dir(path: os.PathLike) -> Path:
-    path = Path(path)
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
-    return path
+def _short(err: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message (no C++ traceback)."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0][:200] if lines else ''}"

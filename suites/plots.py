@@ -14,7 +14,9 @@ def write_all(results: dict, out: Path) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
-    suites, written = results["suites"], []
+    suites = {name: [r for r in rows if not r.get("error")] if isinstance(rows, list) else rows
+              for name, rows in results["suites"].items()}  # rows of cases that could not be built have no times
+    written: list[str] = []
     if suites.get("kernels"):
         written += _density(suites["kernels"], out) + _circulant(suites["kernels"], out)
     if suites.get("models"):
@@ -25,6 +27,23 @@ def write_all(results: dict, out: Path) -> list[str]:
     if suites.get("accuracy"):
         written += _accuracy(suites["accuracy"], out)
     return written
+
+
+def _axes(ax, xlabel: str, ylabel: str, title: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+
+
+def _save(fig, out: Path, name: str) -> list[str]:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=100)
+    plt.close(fig)
+    return [name]
 
 
 def _speedup(row: dict, engine: str) -> float | None:
@@ -63,19 +82,12 @@ def _density(rows: list[dict], out: Path) -> list[str]:
         ax.set_yticks([0.5, 1, 2, 5, 10, 20], ["0.5", "1", "2", "5", "10", "20"])
         ax.set_ylim(0.3, 30)
         ax.set_xlim(0, 56)
-        ax.set_title(family)
-        ax.set_xlabel("density (% of weights kept)")
-        ax.set_ylabel("speedup over ONNX Runtime dense (x)")
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3, which="both")
+        _axes(ax, "density (% of weights kept)", "speedup over ONNX Runtime dense (x)", family)
     for ax in list(axes.flat)[len(families):]:
         ax.set_visible(False)
     fig.suptitle("Speedup against density (every engine on the same weights; torch BSR for 16x1: 16x16 blocks, same density)",
                  fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out / "kernels-density.png", dpi=100)
-    plt.close(fig)
-    return ["kernels-density.png"]
+    return _save(fig, out, "kernels-density.png")
 
 
 def _circulant(rows: list[dict], out: Path) -> list[str]:
@@ -94,15 +106,8 @@ def _circulant(rows: list[dict], out: Path) -> list[str]:
     ax.axhline(1.0, color="gray", lw=0.8)
     ax.set_xscale("log", base=2)
     ax.set_xticks(blocks, [f"{b:g}" for b in blocks])
-    ax.set_xlabel("circulant block size b")
-    ax.set_ylabel("speedup over ONNX Runtime dense (x)")
-    ax.set_title("Block-circulant layers")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "kernels-circulant.png", dpi=100)
-    plt.close(fig)
-    return ["kernels-circulant.png"]
+    _axes(ax, "circulant block size b", "speedup over ONNX Runtime dense (x)", "Block-circulant layers")
+    return _save(fig, out, "kernels-circulant.png")
 
 
 def _models(rows: list[dict], out: Path) -> list[str]:
@@ -137,10 +142,7 @@ def _models(rows: list[dict], out: Path) -> list[str]:
     ax.set_title("Whole models against ONNX Runtime dense (every engine on the same weights)", fontsize=10)
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3, axis="y", which="both")
-    fig.tight_layout()
-    fig.savefig(out / "models.png", dpi=100)
-    plt.close(fig)
-    return ["models.png"]
+    return _save(fig, out, "models.png")
 
 
 def _accuracy(acc: dict, out: Path) -> list[str]:
@@ -151,13 +153,7 @@ def _accuracy(acc: dict, out: Path) -> list[str]:
         pts = sorted((r["removed"] * 100, r["cosine_mean"]) for r in acc["rows"] if r["family"] == family)
         style = "k--" if family.startswith("unstructured") else "o-"
         ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=family.split(" (")[0])
-    ax.set_xlabel("weights removed (%)")
-    ax.set_ylabel("embedding cosine to the dense model")
     ax.set_ylim(0, 1.02)
-    ax.set_title("all-MiniLM-L6-v2, one-shot projection (no retraining)")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "accuracy.png", dpi=100)
-    plt.close(fig)
-    return ["accuracy.png"]
+    _axes(ax, "weights removed (%)", "embedding cosine to the dense model (mean over sentences)",
+          "all-MiniLM-L6-v2, one-shot projection (no retraining)")
+    return _save(fig, out, "accuracy.png")

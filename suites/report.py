@@ -9,7 +9,8 @@ PEERS = ("torch", "torch BSR", "plain TVM", "gearshift dense")
 def markdown(results: dict) -> str:
     m, t = results["machine"], results["timing"]
     peak = f"{m['fp32_peak_gflops']:.0f} GFLOP/s" if m.get("fp32_peak_gflops") else "not measured (x86 only)"
-    lines = ["# gearshift bench" + (" (quick)" if results["quick"] else ""), "",
+    lines = ["# gearshift bench" + (" (quick)" if results["quick"] else "")
+             + (" - interrupted: the cases measured before the interrupt" if results.get("interrupted") else ""), "",
              f"Machine: {m['cpu']} ({m['isa']}), {m['cores']} cores, {m['threads']} threads for every engine; "
              f"fp32 FMA peak {peak}. tvm {m['tvm']}, onnxruntime {m['onnxruntime']}, torch {m['torch']}; {results['date']}.",
              f"Timing: {t['description']}; >= {t['repeat']} timed calls per engine, medians. "
@@ -39,6 +40,9 @@ def _cases_table(rows: list[dict], _key: str) -> list[str]:
     out = ["| case | ONNX Runtime ms | gearshift ms | vs ONNX Runtime | vs torch | vs torch BSR | vs plain TVM "
            "| vs gearshift dense | ideal | of ideal |", "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
+        if row.get("error"):
+            out.append(f"| {row['case']} | not built: {row['error']} |" + " |" * 8)
+            continue
         e = row["engines"]
         main = e.get("gearshift") or e.get("gearshift dense")
         g = _ms(main) if main else None
@@ -80,7 +84,8 @@ def _skips(rows: list[dict]) -> list[str]:
 
 def _rt3(r: dict) -> list[str]:
     out = ["## RT3: three levels in one artifact, switched along a DVFS trace", "", f"Simulated: {r['simulated']}.", "",
-           "| level | spec | ms here | vs ONNX Runtime dense | error vs dense model |", "|---|---|---|---|---|"]
+           "| level | spec | ms here | vs ONNX Runtime dense | output error vs the unpruned model (random weights) |",
+           "|---|---|---|---|---|"]
     for name, lv in r["levels"].items():
         out.append(f"| {name} | {lv['spec']} | {lv['median_ms']:.3f} | {lv['ratio_vs_onnxruntime']:.2f}x | "
                    f"{lv['error_vs_dense']:.3g} |")
@@ -120,6 +125,8 @@ def summary(results: dict) -> str:
     for name in ("kernels", "models"):
         best: dict[str, tuple[float, str]] = {}
         for row in suites.get(name, []):
+            if row.get("error"):
+                continue
             key = row.get("model", row.get("family")) if name == "models" else row["family"]
             engine = row["engines"].get("gearshift") or row["engines"].get("gearshift dense")
             if engine and engine.get("median_ms"):

@@ -45,7 +45,6 @@ def run_bench(suite: str, out_dir: str | os.PathLike, *, quick: bool = False, db
     """Run `suite` ("kernels", "models", "rt3", "accuracy" or "all"); write results.json, report.md and
     the plots into `out_dir`; return the results."""
     from gearshift.runtime.timing import MODES
-    from gearshift.suites import accuracy, kernels, models, plots, report, rt3
 
     if suite != "all" and suite not in SUITES:
         raise InputError(f"unknown suite {suite!r}: one of {', '.join(SUITES)}, all")
@@ -59,33 +58,49 @@ def run_bench(suite: str, out_dir: str | os.PathLike, *, quick: bool = False, db
     results = {"machine": machine_facts(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                "quick": quick, "tuning_db": str(db) if db else None,
                "timing": {"mode": "blocks", "description": MODES["blocks"], "repeat": repeat, "warmup_per_block": 3},
-               "suites": {}}
+               "suites": {}, "seconds": {}}
     workdir = Path(tempfile.mkdtemp(prefix="gearshift-bench-"))
     try:
-        for name in chosen:
-            t = time.perf_counter()
-            if name in ("kernels", "models"):
-                module = kernels if name == "kernels" else models
-                total = module.count(quick)
-                rows = results["suites"][name] = []
-                for i, case in enumerate(module.cases(quick, workdir, db, log), 1):
-                    log(f"{name} {i}/{total}: {case.name}: checking and timing {len(case.engines)} engines")
-                    rows.append(case.run(repeat))
-                    _write_json(out / "results.json", results)
-            elif name == "rt3":
-                results["suites"]["rt3"] = rt3.run(quick, out, workdir, repeat=repeat, log=log)
-            else:
-                results["suites"]["accuracy"] = accuracy.run(quick, workdir, log=log)
-            results.setdefault("seconds", {})[name] = round(time.perf_counter() - t, 1)
-            _write_json(out / "results.json", results)
+        _run_suites(chosen, results, out, workdir, quick, db, repeat, log)
+    except KeyboardInterrupt:
+        results["interrupted"] = True  # the report still shows what was measured, then the interrupt goes on
+        _finish(results, out, started, log)
+        raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    return _finish(results, out, started, log)
+
+
+def _run_suites(chosen, results: dict, out: Path, workdir: Path, quick: bool, db, repeat: int, log: Log) -> None:
+    from gearshift.suites import accuracy, kernels, models, rt3
+
+    for name in chosen:
+        t = time.perf_counter()
+        if name in ("kernels", "models"):
+            module = kernels if name == "kernels" else models
+            total = module.count(quick)
+            rows = results["suites"][name] = []
+            for i, case in enumerate(module.cases(quick, workdir, db, log), 1):
+                log(f"{name} {i}/{total}: {case.name}: checking and timing {len(case.engines)} engines")
+                rows.append(case.run(repeat))
+                _write_json(out / "results.json", results)
+        elif name == "rt3":
+            results["suites"]["rt3"] = rt3.run(quick, out, workdir, repeat=repeat, log=log)
+        else:
+            results["suites"]["accuracy"] = accuracy.run(quick, workdir, log=log)
+        results["seconds"][name] = round(time.perf_counter() - t, 1)
+        _write_json(out / "results.json", results)
+
+
+def _finish(results: dict, out: Path, started: float, log: Log) -> dict:
+    from gearshift.suites import plots, report
+
     results["seconds"]["total"] = round(time.perf_counter() - started, 1)
     results["plots"] = plots.write_all(results, out)
     _write_json(out / "results.json", results)
     (out / "report.md").write_text(report.markdown(results))
     log(f"wrote {out / 'results.json'}, {out / 'report.md'} and {len(results['plots'])} plots "
-        f"in {results['seconds']['total']:.0f} s")
+        f"in {results['seconds']['total']:.0f} s" + (" (interrupted: the suites that ran)" if results.get("interrupted") else ""))
     return results
 
 

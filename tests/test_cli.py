@@ -29,7 +29,7 @@ def test_compile_run_roundtrip(mlp_onnx, mlp_case, tmp_path):
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["outputs"] == {"y": {"shape": [3, 40], "dtype": "float32"}}
-    assert summary["latency_ms"]["runs"] == 5 and summary["latency_ms"]["p90"] >= summary["latency_ms"]["median"] > 0
+    assert summary["latency_ms"]["runs"] >= 5 and summary["latency_ms"]["p90"] >= summary["latency_ms"]["median"] > 0
     with np.load(tmp_path / "out.npz", allow_pickle=False) as out:
         assert_close(out["y"], ort_run(open(mlp_onnx, "rb").read(), feeds)[0])
 

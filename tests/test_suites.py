@@ -32,6 +32,10 @@ def test_structures_keep_the_density_they_name():
     assert S.bsr(0.1).ideal == pytest.approx(10) and S.circulant_blocks(16).ideal == 8
 
 
+def _raises():
+    raise RuntimeError("kernel launch failed\n  at some C++ frame")
+
+
 @pytest.fixture(scope="module")
 def rows(tmp_path_factory):
     """Two real cases (every peer built for real, plain TVM included at this size), plus an engine
@@ -41,6 +45,7 @@ def rows(tmp_path_factory):
     for structure in (S.bsr(0.25), S.circulant_blocks(8)):
         case = kernels._matmul((64, 128), structure, work, None, lambda _m: None)
         case.add(E.Engine("broken", lambda: np.zeros((kernels.ROWS, 128), np.float32)))
+        case.add(E.Engine("raises", _raises))
         out.append(case.run(repeat=3))
     return out
 
@@ -51,20 +56,23 @@ def test_every_peer_is_checked_then_timed_or_says_why(rows):
     for name in ("onnxruntime", "gearshift", "gearshift dense", "torch", "plain TVM"):
         assert e[name]["relative_error"] < 1e-5 and e[name]["median_ms"] > 0 and e[name]["ratio_vs_onnxruntime"] > 0, name
     assert "output differs from ONNX Runtime" in e["broken"]["skipped"] and "median_ms" not in e["broken"]
+    assert e["raises"]["skipped"] == "failed on its first call: RuntimeError: kernel launch failed"
     assert "other weights" in e["torch BSR"]["note"] and e["torch BSR"]["median_ms"] > 0  # 16x1: torch takes 16x16
     assert circ["engines"]["torch BSR"]["skipped"] == "not a block-sparse structure"
     assert e["gearshift"]["facts"]["sparse_layers"] == 1 and e["gearshift"]["facts"]["artifact_bytes"] > 0
     assert bsr["ideal"] == 4 and bsr["family"] == "bsr 16x1"
     big = E.plain_tvm(bsr and kernels.matmul_model(np.ones((768, 3072), np.float32), np.ones(768, np.float32)),
                       {"x": np.ones((128, 3072), np.float32)}, 2 * 128 * 3072 * 768)
-    assert big.call is None and "604 MFLOP" in big.skipped
+    assert big.call is None and "skipped above 300 MFLOP" in big.skipped and big.facts == {"mflop": 604}
 
 
 def test_report_and_plots_come_from_the_results(rows, tmp_path):
     results = {"machine": {"cpu": "test cpu", "isa": "AVX2", "cores": 2, "threads": 2, "fp32_peak_gflops": None,
                            "tvm": "t", "onnxruntime": "o", "torch": "p"},
                "date": "today", "quick": True, "timing": {"description": "blocks", "repeat": 3},
-               "suites": {"kernels": rows}, "seconds": {"kernels": 1.0, "total": 1.0}}
+               "suites": {"kernels": [*rows, {"case": "unbuildable", "error": "the exporter refused it", "engines": {},
+                                              "family": "bsr 16x1"}]},
+               "seconds": {"kernels": 1.0, "total": 1.0}}
     written = plots.write_all(results, tmp_path)
     assert written == ["kernels-density.png", "kernels-circulant.png"]
     assert all((tmp_path / p).stat().st_size > 10_000 for p in written)
@@ -72,6 +80,7 @@ def test_report_and_plots_come_from_the_results(rows, tmp_path):
     g = rows[0]["engines"]
     assert f"{rows[0]['case']} | {g['onnxruntime']['median_ms']:.3f} | {g['gearshift']['median_ms']:.3f}" in text
     assert "broken: output differs" in text and "not measured (x86 only)" in text
+    assert "| unbuildable | not built: the exporter refused it |" in text
     assert "bsr 16x1" in report.summary(results)
 
 
@@ -89,9 +98,15 @@ def test_readme_section_is_replaced_in_place(tmp_path, capsys):
     assert "bench-results:begin" in capsys.readouterr().err and readme.read_text() == "no markers\n"
 
 
-def test_unknown_suite_is_named(tmp_path):
+def test_unknown_suite_and_target_are_named(tmp_path, capsys, monkeypatch):
     with pytest.raises(InputError, match="unknown suite 'speed'"):
         run_bench("speed", tmp_path)
+    from gearshift.bench import QUIET_POOLS
+
+    for key, value in QUIET_POOLS.items():  # the command would otherwise restart this process with them
+        monkeypatch.setenv(key, value)
+    assert main(["bench", "--suite", "rt3", "--target", "arm-a76", "-o", str(tmp_path)]) == 2
+    assert "runs every peer on this machine" in capsys.readouterr().err
 
 
 def test_accuracy_pooling_matches_sentence_transformers():
