@@ -46,6 +46,15 @@ def _save(fig, out: Path, name: str) -> list[str]:
     return [name]
 
 
+def _save_as_is(fig, out: Path, name: str) -> list[str]:
+    """Saved with the layout the caller set (a legend below the axes needs its own margin)."""
+    import matplotlib.pyplot as plt
+
+    fig.savefig(out / name, dpi=100)
+    plt.close(fig)
+    return [name]
+
+
 def _speedup(row: dict, engine: str) -> float | None:
     e = row["engines"]
     ms = e.get(engine, {}).get("median_ms")
@@ -114,35 +123,42 @@ def _models(rows: list[dict], out: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     names = list(dict.fromkeys(r["model"] for r in rows))
-    series: dict[str, dict[str, float]] = {}
+    values: dict[str, dict[str, float]] = {name: {} for name in names}  # model -> series -> speedup
     for r in rows:
-        if r["family"] == "dense":
-            for engine in ("torch", "plain TVM", "gearshift dense"):
-                s = _speedup(r, engine)
-                if s:
-                    series.setdefault(engine, {})[r["model"]] = s
-        else:
-            label = r["case"].split(", ")[-1]
-            s = _speedup(r, "gearshift")
+        engines = ("torch", "plain TVM", "gearshift dense") if r["family"] == "dense" else ("gearshift",)
+        for engine in engines:
+            s = _speedup(r, engine)
             if s:
-                series.setdefault(f"gearshift {label}", {})[r["model"]] = s
-    fig, ax = plt.subplots(figsize=(max(8.0, 2.6 * len(names) + 3), 5))
-    width = 0.8 / max(1, len(series))
-    structure_colors = iter(["tab:blue", "tab:orange", "tab:red", "tab:cyan", "tab:olive", "tab:brown", "tab:pink"])
-    for i, (label, values) in enumerate(series.items()):
-        x = [j + i * width for j, n in enumerate(names) if n in values]
-        heights = [values[n] for n in names if n in values]
-        bars = ax.bar(x, heights, width, label=label, color=COLORS.get(label) or next(structure_colors))
-        ax.bar_label(bars, [f"{h:.2f}" for h in heights], fontsize=7)
-    ax.axhline(1.0, color="black", lw=0.8, label="ONNX Runtime dense")
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], [n.split(" (")[0] for n in names])
-    ax.set_ylabel("speedup over ONNX Runtime dense (x)")
+                label = engine if r["family"] == "dense" else f"gearshift {r['case'].split(', ')[-1]}"
+                values[r["model"]][label] = s
+    series = list(dict.fromkeys(label for per in values.values() for label in per))
+    palette = iter(["tab:blue", "tab:orange", "tab:red", "tab:cyan", "tab:olive", "tab:brown", "tab:pink", "gold", "navy"])
+    colors = {label: COLORS.get(label) or next(palette, "black") for label in series}
+    widest = max(len(per) for per in values.values())
+    width = 0.8 / widest
+    fig, ax = plt.subplots(figsize=(max(8.0, 1.1 * sum(len(p) for p in values.values()) * 0.45 + 4), 5.5))
+    drawn = set()
+    for j, name in enumerate(names):  # each model's bars side by side, centred on it
+        present = [label for label in series if label in values[name]]
+        for k, label in enumerate(present):
+            x = j - width * len(present) / 2 + width * (k + 0.5)
+            bar = ax.bar(x, values[name][label], width * 0.95, color=colors[label],
+                         label=None if label in drawn else label)
+            ax.bar_label(bar, [f"{values[name][label]:.2f}"], fontsize=7)
+            drawn.add(label)
+    ax.axhline(1.0, color="black", lw=0.8, label="ONNX Runtime dense (1x)")
+    ax.set_xticks(range(len(names)), [n.split(" (")[0] for n in names])
     ax.set_yscale("log")
-    ax.set_yticks([0.01, 0.1, 0.5, 1, 2, 5], ["0.01", "0.1", "0.5", "1", "2", "5"])
+    low = min(v for per in values.values() for v in per.values())
+    ticks = [t for t in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10) if low / 2 <= t <= 10]
+    ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
+    ax.set_ylim(low / 2, 10)
+    ax.set_ylabel("speedup over ONNX Runtime dense (x)")
     ax.set_title("Whole models against ONNX Runtime dense (every engine on the same weights)", fontsize=10)
-    ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3, axis="y", which="both")
-    return _save(fig, out, "models.png")
+    fig.legend(loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 + 0.035 * ((len(series) + 1) // 4), 1, 1))
+    return _save_as_is(fig, out, "models.png")
 
 
 def _accuracy(acc: dict, out: Path) -> list[str]:
