@@ -136,7 +136,9 @@ def _models(rows: list[dict], out: Path) -> list[str]:
     colors = {label: COLORS.get(label) or next(palette, "black") for label in series}
     widest = max(len(per) for per in values.values())
     width = 0.8 / widest
-    fig, ax = plt.subplots(figsize=(max(8.0, 1.1 * sum(len(p) for p in values.values()) * 0.45 + 4), 5.5))
+    wide = max(9.0, sum(len(p) for p in values.values()) * 0.5 + 4)
+    columns = 4 if wide >= 12 else 3
+    fig, ax = plt.subplots(figsize=(wide, 5.5))
     drawn = set()
     for j, name in enumerate(names):  # each model's bars side by side, centred on it
         present = [label for label in series if label in values[name]]
@@ -156,8 +158,8 @@ def _models(rows: list[dict], out: Path) -> list[str]:
     ax.set_ylabel("speedup over ONNX Runtime dense (x)")
     ax.set_title("Whole models against ONNX Runtime dense (every engine on the same weights)", fontsize=10)
     ax.grid(alpha=0.3, axis="y", which="both")
-    fig.legend(loc="lower center", ncol=4, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.06 + 0.035 * ((len(series) + 1) // 4), 1, 1))
+    fig.legend(loc="lower center", ncol=columns, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.04 + 0.04 * -(-(len(series) + 1) // columns), 1, 1))
     return _save_as_is(fig, out, "models.png")
 
 
