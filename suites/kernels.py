@@ -91,7 +91,7 @@ def _matmul(sizes, structure: S.Structure, workdir: Path, db, log: Log) -> E.Cas
         if r == c:
             sparse = tw.to_sparse_bsr((r, c))
             case.add(E.torch_engine("torch BSR", lambda: torch.addmm(tb[:, None], sparse, tx.T).T))
-        else:  # MKL takes square blocks only: 16x16 at the same density, other weights, timed alone
+        else:  # MKL takes square blocks only: 16x16 at the same density (other weights: timed, not checked)
             w16 = torch.from_numpy(S.project(S.bsr(structure.setting, (16, 16)), rng.standard_normal((n, k))))
             sparse = w16.to_sparse_bsr((16, 16))
             case.add(E.torch_engine("torch BSR", lambda: torch.addmm(tb[:, None], sparse, tx.T).T, same_weights=False))
