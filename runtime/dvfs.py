@@ -187,7 +187,10 @@ def levels_of(manifest: Mapping, profile: DeviceProfile,
             raise InputError(f"level {name!r} has no measured latency (compiled for another target): "
                              f"give measurements from the device")
         error = entry.get("error")
-        out.append(LevelFacts(name, float("inf") if error is None else float(error), model, entry.get("density", 1.0)))
+        if error is None:  # as infinity it would make the table pick the sparsest level everywhere
+            raise InputError(f"level {name!r} has no accuracy proxy in the manifest: compile it again with this "
+                             f"gearshift (it records the proxy for every target)")
+        out.append(LevelFacts(name, float(error), model, entry.get("density", 1.0)))
     return out
 
 

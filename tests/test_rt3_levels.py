@@ -256,3 +256,28 @@ def test_block_pattern_levels_in_both_forms_agree(block, tmp_path):
     for name in ("p50", "p75"):
         assert_close(outs["runtime", name], outs["baked", name])
     assert not np.allclose(outs["runtime", "p50"], outs["runtime", "p75"])
+
+
+@pytest.mark.parametrize("form", ["runtime", "baked"])
+def test_device_levels_carry_their_accuracy_proxy(form, tmp_path):
+    """An ARM artifact's levels get the accuracy proxy computed here (their graphs and weights built
+    for the host): the same figure as the host build's, so the level table can pick by accuracy."""
+    from gearshift.runtime.artifact import open_artifact
+    from gearshift.runtime.dvfs import level_table, levels_of, load_profile
+
+    arm = compile_levels(mlp_model(), parse_levels(levels_doc(form)), "arm-a76", calibration={"x": X})
+    host = compile_levels(mlp_model(), parse_levels(levels_doc(form)), "host", calibration={"x": X}, repeat=2)
+    for name, sparsity in SPARSITIES.items():
+        dense = np.maximum(X @ W1 + B1, 0) @ W2 + B2
+        expected = np.linalg.norm(reference(sparsity) - dense) / np.linalg.norm(dense)
+        assert arm.info[name]["error"] == pytest.approx(host.info[name]["error"], rel=1e-3, abs=1e-6)
+        assert arm.info[name]["error"] == pytest.approx(expected, rel=1e-3)
+        assert "latency_ms" not in arm.info[name] and "host" in arm.info[name]["error_measured_on"]
+    manifest = open_artifact(save_levels(arm, tmp_path / "arm", name="mlp").path).manifest
+    profile = load_profile("sd855-gold")
+    same_speed = {name: {1000.0: 2.0, 2000.0: 1.0} for name in SPARSITIES}  # every level meets the deadline
+    table = level_table(levels_of(manifest, profile, same_speed), profile, deadline_ms=5)
+    assert {row.level for row in table.rows} == {"l50"}  # the most accurate level, not the sparsest
+    del manifest["levels"]["l70"]["error"]
+    with pytest.raises(InputError, match="level 'l70' has no accuracy proxy"):
+        levels_of(manifest, profile, same_speed)
