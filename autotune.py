@@ -25,7 +25,6 @@ from gearshift.relay_passes.plan import SparsityPlan
 from gearshift.schedules.knobs import Task, Tuning
 from gearshift.schedules.targets import TargetInfo, get_target
 from gearshift.spec import Log
-from gearshift.schedules.pipeline import dense_key
 from gearshift.tune.database import Database, target_key
 from gearshift.tune.metaschedule import dense_kernels, tune_dense
 from gearshift.tune.runner import LocalRunner, RemoteRunner
@@ -100,7 +99,7 @@ def autotune(model: ModelLike, target: str = "host", *, db: str | os.PathLike, t
     runner = RemoteRunner(info, rpc, key) if rpc else LocalRunner(info)  # a target that cannot be measured fails here
     t = time.perf_counter()
     tasks, models = find_kernels(model, info, sparsity=sparsity, levels=levels, input_shapes=input_shapes)
-    dense = _dense_kernels(models, info) if metaschedule else []
+    dense = dense_kernels(models, info) if metaschedule else []
     log(f"tune: {len(tasks)} sparse kernels" + (f" and {len(dense)} dense kernels" if metaschedule else "")
         + f" to tune for {info.name} ({time.perf_counter() - t:.1f} s to find them)")
     if not tasks and not dense:
@@ -126,16 +125,6 @@ def autotune(model: ModelLike, target: str = "host", *, db: str | os.PathLike, t
         report.new_trials = sum(not r.get("final") for r in database.records[before:]) + searched
         report.seconds = round(time.perf_counter() - t, 1)
     return report
-
-
-def _dense_kernels(models: list, info: TargetInfo) -> list:
-    out, seen = [], set()
-    for model in models:
-        for kernel in dense_kernels(model, info):
-            if dense_key(kernel[1]) not in seen:
-                seen.add(dense_key(kernel[1]))
-                out.append(kernel)
-    return out
 
 
 def summary_rows(report: TuneReport) -> list[Sequence[str]]:

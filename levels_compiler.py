@@ -82,6 +82,7 @@ def compile_levels(model: ModelLike, levels: LevelSet | str | os.PathLike, targe
         _measure(result, proto, imported, info, calibration, repeat, log, lifted)
     else:
         _accuracy_here(result, prepared, proto, imported, calibration, info, log)
+    result.dense_reference["calibration"] = "given" if calibration is not None else "random (seed 0)"
     return result
 
 
@@ -154,14 +155,14 @@ def _facts(spec: str, prepared: Prepared) -> dict:
 def _measure(result: LevelsBuilt, proto, imported: Imported, info: TargetInfo,
              calibration: Mapping[str, np.ndarray] | None, repeat: int, log: Log, lifted: Lifted) -> None:
     """Host latency (median of `repeat`) and accuracy proxy of every level, and the dense model's latency."""
-    from gearshift.runtime.timing import time_interleaved
+    from gearshift.runtime.timing import time_engines
 
     args_np, ref = _reference(proto, imported, calibration)
     dense = generate(prepare(imported, info, None, lifted=lifted), imported, info)
     engines, errors = {}, {}
     for name, built in [("(dense)", dense), *result.builts.items()]:
         engines[name], errors[name] = _runnable(built, args_np, ref)
-    times = time_interleaved(engines, warmup=2, repeat=repeat)
+    times = time_engines(engines, mode="interleaved", warmup=2, repeat=repeat)
     for name in engines:
         error = errors[name]
         facts = {"latency_ms": round(float(np.median(times[name])), 4), "error": round(error, 6),
@@ -171,7 +172,6 @@ def _measure(result: LevelsBuilt, proto, imported: Imported, info: TargetInfo,
         else:
             result.info[name].update(facts)
         log(f"level {name}: {facts['latency_ms']:.3f} ms on this machine, error {error:.2e} vs ONNX Runtime dense")
-    result.dense_reference["calibration"] = "given" if calibration is not None else "random (seed 0)"
 
 
 def _reference(proto, imported: Imported, calibration: Mapping[str, np.ndarray] | None) -> tuple[list, np.ndarray]:
@@ -211,7 +211,6 @@ def _accuracy_here(result: LevelsBuilt, prepared: Mapping[str, Prepared], proto,
         result.info[name].update(error=round(error, 6), error_measured_on=f"this machine: the {info.name} level's "
                                  f"graph and weights built for the host (the accuracy proxy does not depend on the target)")
         log(f"level {name}: error {error:.2e} vs ONNX Runtime dense (computed here); latency: measure it on the device")
-    result.dense_reference["calibration"] = "given" if calibration is not None else "random (seed 0)"
 
 
 def compile_levels_to(model: ModelLike, levels, target: str, out_dir: str | os.PathLike, *, name: str | None = None,

@@ -35,7 +35,7 @@ def run_demo(out_dir: Path, repeat: int = 20, log: Log = lambda _msg: None) -> s
     out_dir = Path(out_dir)
     workdir = out_dir / "artifacts"
     workdir.mkdir(parents=True, exist_ok=True)
-    module, feeds = rt3.demo_model()
+    module, feeds = models.demo_model()
     with torch.no_grad():
         (out_dir / "demo-bert.onnx").write_bytes(export_torch(module, feeds, output_names=["y"]).SerializeToString())
     log("the bundled model: a BERT-style encoder, 4 layers, 512 wide, sequence 128 (random weights)")

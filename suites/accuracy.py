@@ -129,17 +129,16 @@ def _compiled(pruned, feeds, structure: S.Structure, embed, reference: np.ndarra
     """The projected model compiled by gearshift against torch on the same weights."""
     import torch
 
-    from gearshift.compiler import compile_model, save
-    from gearshift.runtime import Session
+    from gearshift.frontend.load import export_torch
+    from gearshift.suites import engines as E
 
     with torch.no_grad():
-        from gearshift.frontend.load import export_torch
-
         proto = export_torch(pruned, feeds, output_names=["last_hidden_state"])
-    built = compile_model(proto, "host", sparsity=structure.spec)
-    session = Session(save(built, workdir / f"minilm-{structure.family.replace(' ', '-')}", overwrite=True))
-    got = embed(session.run(feeds)["last_hidden_state"].astype(np.float64))
-    structured = sum(layer["decision"] != "dense" for layer in built.report.get("sparse_layers", []))
+    engine = E.gearshift(f"minilm {structure.label}", proto, feeds, structure.spec, workdir)
+    if engine.call is None:
+        raise InputError(f"accuracy suite: all-MiniLM-L6-v2 at {structure.label}: {engine.skipped}")
+    got = embed(engine.output.astype(np.float64))
+    structured = engine.facts["sparse_layers"]
     log(f"accuracy: {structure.label} compiled ({structured} layers structured)")
     return {"structured_layers": structured, "cosine_to_torch_min": float((got * reference).sum(axis=1).min()),
             "max_abs_difference": float(np.abs(got - reference).max())}

@@ -41,6 +41,12 @@ def _bert(hidden: int, layers: int, heads: int, ffn: int):
     return make
 
 
+def demo_model():
+    """The bundled BERT-style encoder (512 wide, 4 layers, FFN 2048, sequence 128; BERT-medium's
+    shape, random weights): (module, feeds). The demo, the RT3 suite and the quick models suite run it."""
+    return _bert(512, 4, 8, 2048)()
+
+
 def _transformers(kind: str):
     def make():
         import torch
@@ -79,7 +85,7 @@ def _vision(name: str, size: int):
 def plan(quick: bool) -> list[Model]:
     transformer = (S.bsr(0.2), S.block_patterns(0.125), S.circulant_blocks(8))
     if quick:
-        return [Model("BERT-style encoder (512 wide, 4 layers; the demo's model)", _bert(512, 4, 8, 2048), transformer),
+        return [Model("BERT-style encoder (512 wide, 4 layers; the demo's model)", demo_model, transformer),
                 Model("ResNet-18 (64x64)", _vision("resnet18", 64), (S.pattern_conv(0.72),))]
     return [Model("BERT-base-shaped encoder (4 layers)", _bert(768, 4, 12, 3072),
                   (S.bsr(0.2), S.bsr(0.1), S.block_patterns(0.125), S.circulant_blocks(8), S.circulant_blocks(32))),

@@ -37,19 +37,12 @@ def _axes(ax, xlabel: str, ylabel: str, title: str) -> None:
     ax.grid(alpha=0.3, which="both")
 
 
-def _save(fig, out: Path, name: str) -> list[str]:
+def _save(fig, out: Path, name: str, tight: bool = True) -> list[str]:
+    """`tight=False`: keep the layout the caller set (a legend below the axes needs its own margin)."""
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
-    fig.savefig(out / name, dpi=100)
-    plt.close(fig)
-    return [name]
-
-
-def _save_as_is(fig, out: Path, name: str) -> list[str]:
-    """Saved with the layout the caller set (a legend below the axes needs its own margin)."""
-    import matplotlib.pyplot as plt
-
+    if tight:
+        fig.tight_layout()
     fig.savefig(out / name, dpi=100)
     plt.close(fig)
     return [name]
@@ -160,7 +153,7 @@ def _models(rows: list[dict], out: Path) -> list[str]:
     ax.grid(alpha=0.3, axis="y", which="both")
     fig.legend(loc="lower center", ncol=columns, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.04 + 0.04 * -(-(len(series) + 1) // columns), 1, 1))
-    return _save_as_is(fig, out, "models.png")
+    return _save(fig, out, "models.png", tight=False)
 
 
 def _accuracy(acc: dict, out: Path) -> list[str]:

@@ -18,9 +18,9 @@ def markdown(results: dict) -> str:
              "Ratios are speedups: peer time / gearshift time (> 1: gearshift faster).", ""]
     suites = results["suites"]
     if "kernels" in suites:
-        lines += ["## Kernels", "", *_cases_table(suites["kernels"], "case"), *_skips(suites["kernels"]), ""]
+        lines += ["## Kernels", "", *_cases_table(suites["kernels"]), *_skips(suites["kernels"]), ""]
     if "models" in suites:
-        lines += ["## Models", "", *_cases_table(suites["models"], "case"), *_skips(suites["models"]), ""]
+        lines += ["## Models", "", *_cases_table(suites["models"]), *_skips(suites["models"]), ""]
     if "rt3" in suites:
         lines += _rt3(suites["rt3"])
     if "accuracy" in suites:
@@ -36,7 +36,7 @@ def _ms(entry: dict) -> float | None:
     return entry.get("median_ms")
 
 
-def _cases_table(rows: list[dict], _key: str) -> list[str]:
+def _cases_table(rows: list[dict]) -> list[str]:
     out = ["| case | ONNX Runtime ms | gearshift ms | vs ONNX Runtime | vs torch | vs torch BSR | vs plain TVM "
            "| vs gearshift dense | ideal | of ideal |", "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:

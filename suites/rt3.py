@@ -21,15 +21,6 @@ PROFILE = "sd855-gold"
 TRACE = Path(__file__).resolve().parent.parent / "runtime" / "traces" / "throttle-74s.csv"
 
 
-def demo_model():
-    """The bundled BERT-style encoder (512 wide, 4 layers, FFN 2048, sequence 128; BERT-medium's
-    shape, random weights): (module, feeds)."""
-    from gearshift.frontend.examples import BertConfig, bert_inputs, tiny_bert
-
-    config = BertConfig(vocab_size=8000, hidden=512, layers=4, heads=8, ffn=2048, max_positions=128)
-    return tiny_bert(config).eval(), bert_inputs(config, batch=1, seq_len=128)
-
-
 def run(quick: bool, out_dir: Path, workdir: Path, repeat: int = 20, log: Log = lambda _m: None) -> dict:
     """Compile the levels, time them beside ONNX Runtime, replay the trace through the governor with
     inferences running, and write the energy report (rt3/report.{json,md,png}); returns the facts."""
@@ -44,6 +35,7 @@ def run(quick: bool, out_dir: Path, workdir: Path, repeat: int = 20, log: Log = 
     from gearshift.runtime.energy import simulate, write_report
     from gearshift.runtime.governor import Governor, TraceSource, read_trace
     from gearshift.runtime.timing import summarize, time_engines
+    from gearshift.suites.models import demo_model
 
     module, feeds = demo_model()
     with torch.no_grad():

@@ -98,7 +98,6 @@ class Database:
         return {**{task: knobs for task, (_, knobs) in fastest.items()}, **confirmed}
 
 
-
 def search_trials(records: list[dict], target: str, kind: str) -> list[dict]:
     """The successful search trials of one kernel kind on one target (records with features)."""
     return [r for r in records if r["target"] == target and r["kind"] == kind

@@ -25,20 +25,23 @@ MS_DIR = "metaschedule"
 SEARCHED_RULES = ("Conv2d", "Matmul")  # the rules whose kernels MetaSchedule searches
 
 
-def dense_kernels(model: tvm.IRModule, info: TargetInfo) -> list[tuple[str, tvm.tirx.PrimFunc, str, tvm.tirx.PrimFunc]]:
+def dense_kernels(models: list[tvm.IRModule], info: TargetInfo) -> list[tuple[str, tvm.tirx.PrimFunc, str, tvm.tirx.PrimFunc]]:
     """(name, unscheduled PrimFunc, rule, the rule's scheduled PrimFunc) of every kernel one of
-    SEARCHED_RULES schedules, as the build's pipeline meets it; one entry per distinct kernel."""
+    SEARCHED_RULES schedules, as the build's pipeline meets it in any of `models` (a model's levels);
+    one entry per distinct kernel."""
     target = info.tvm_target()
-    with target:
-        fused = tvm.transform.Sequential(fused_kernels_passes(target))(model)
     out, seen = [], set()
-    for gv, func in fused.functions_items():
-        if not isinstance(func, tvm.tirx.PrimFunc) or func.attrs.get("tirx.is_scheduled", 0) == 1:
-            continue
-        scheduled = first_rule(func, target)
-        if scheduled is not None and scheduled[0] in SEARCHED_RULES and dense_key(func) not in seen:
-            seen.add(dense_key(func))
-            out.append((gv.name_hint, func, *scheduled))
+    for model in models:
+        with target:
+            fused = tvm.transform.Sequential(fused_kernels_passes(target))(model)
+        for gv, func in fused.functions_items():
+            if not isinstance(func, tvm.tirx.PrimFunc) or func.attrs.get("tirx.is_scheduled", 0) == 1:
+                continue
+            key = dense_key(func)
+            scheduled = first_rule(func, target) if key not in seen else None
+            if scheduled is not None and scheduled[0] in SEARCHED_RULES:
+                seen.add(key)
+                out.append((gv.name_hint, func, *scheduled))
     return out
 
 
