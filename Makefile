@@ -7,7 +7,7 @@ VENV       := .venv
 PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
 
-.PHONY: setup system-deps demo test sweep clean
+.PHONY: setup system-deps arm-env demo test test-arm sweep clean
 
 setup: $(STAMP) system-deps
 
@@ -24,11 +24,25 @@ system-deps:
 	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq gcc-aarch64-linux-gnu qemu-user >/dev/null; }
 
+# The emulated aarch64 phone (runtime/emulated.py): Debian arm64 + TVM's aarch64 wheels, run under
+# qemu-user; built once under ~/.cache/gearshift (or $$GEARSHIFT_ARM_ROOT), rebuilt when its recipe changes.
+arm-env: setup
+	@command -v mmdebstrap >/dev/null || { \
+	  echo "installing mmdebstrap (Debian) for the emulated phone"; \
+	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq mmdebstrap >/dev/null; }
+	$(PY) -m gearshift.cli device setup
+
 demo: setup
 	$(PY) -m gearshift.cli demo
 
-test: setup
-	$(PY) -m pytest -q
+# GEARSHIFT_REQUIRE_ARM: the emulated-phone tests fail instead of skipping when the phone is missing.
+test: setup arm-env
+	GEARSHIFT_REQUIRE_ARM=1 $(PY) -m pytest -q
+
+# The emulated-phone tier alone (tests marked `arm`: tests/test_phone.py).
+test-arm: setup arm-env
+	GEARSHIFT_REQUIRE_ARM=1 $(PY) -m pytest -q -m arm
 
 # The whole architecture sweep (tests/test_sweep.py runs its fast tier): benchmarks/results/sweep.{json,md}
 sweep: setup

@@ -36,9 +36,28 @@ from gearshift.errors import (  # noqa: E402
 
 from gearshift.version import __version__  # noqa: E402
 
-from gearshift.compiler import compile, compile_model, save  # noqa: E402
-from gearshift.frontend.load import load  # noqa: E402
-from gearshift.runtime import Session, aligned_empty, open_artifact  # noqa: E402
+# The compiler's names load on first use: a phone runs `gearshift.runtime` with only TVM's runtime,
+# numpy and safetensors installed, and `import gearshift.runtime` imports this file first.
+_LAZY = {
+    "compile": "gearshift.compiler",
+    "compile_model": "gearshift.compiler",
+    "save": "gearshift.compiler",
+    "load": "gearshift.frontend.load",
+    "Session": "gearshift.runtime",
+    "aligned_empty": "gearshift.runtime",
+    "open_artifact": "gearshift.runtime",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'gearshift' has no attribute {name!r}")
+
 
 __all__ = [
     "ArtifactError",

@@ -7,6 +7,8 @@
                       [--db DIR]  (tuned kernel knobs from `gearshift tune`)
     gearshift tune MODEL --target T --db DIR [--sparsity ...|--levels F] [--trials N] [--rpc H:P --key K]
     gearshift run DIR --inputs in.npz [-o out.npz] [--repeat N] [--json] [--level NAME]
+                  (an ARM artifact on an x86 machine runs in the emulated phone: `make arm-env`)
+    gearshift device setup | info | serve --tracker H:P --key K | python ...   (see cli/device.py)
     gearshift profiles | levels DIR ... | rt3-report DIR ...   (RT3, see cli/rt3.py)
     gearshift targets
     gearshift demo [--repeat N]
@@ -20,12 +22,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
 
 from gearshift.cli.common import format_table, log, parse_input_shapes, shape_option
 from gearshift.errors import GearshiftError, InputError
@@ -78,7 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     shape_option(com)
     com.set_defaults(handler=_compile)
 
-    run = sub.add_parser("run", help="run a compiled artifact on this machine")
+    run = sub.add_parser("run", help="run a compiled artifact on this machine (an ARM one on x86: in the emulated "
+                                     "aarch64 phone, see `gearshift device`)")
     run.add_argument("artifact", help="an artifact directory written by `gearshift compile`")
     run.add_argument("--inputs", "-i", required=True, help=".npz with one array per model input, keyed by input name")
     run.add_argument("--output", "-o", help="write the outputs to this .npz, keyed by output name")
@@ -98,12 +98,14 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
 
     from gearshift.cli.bench import add_commands as add_bench_commands
+    from gearshift.cli.device import add_commands as add_device_commands
     from gearshift.cli.rt3 import add_commands as add_rt3_commands
     from gearshift.cli.tune import add_commands as add_tune_commands
 
     add_rt3_commands(sub)
     add_tune_commands(sub)
     add_bench_commands(sub)
+    add_device_commands(sub)
     return p
 
 
@@ -156,45 +158,38 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gearshift.runtime import Session
+    from gearshift.runtime import device
 
-    session = Session(args.artifact, level=args.level)
-    inputs = _read_npz(Path(args.inputs))
-    outputs = session.run(inputs)
-    summary: dict = {"outputs": {k: {"shape": list(v.shape), "dtype": v.dtype.name} for k, v in outputs.items()}}
-    if args.output:
-        _save_npz(Path(args.output), outputs)
-        summary["written"] = args.output
-    if args.repeat > 0:
-        times = session.time(inputs, repeat=args.repeat)
-        summary["latency_ms"] = {"median": float(np.median(times)), "p90": float(np.percentile(times, 90)),
-                                 "runs": len(times), "timing": "blocks (3 warm-up runs before each)"}
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        for name, info in summary["outputs"].items():
-            print(f"{name}: {info['dtype']}{info['shape']}")
-        if "latency_ms" in summary:
-            lat = summary["latency_ms"]
-            print(f"latency over {lat['runs']} runs: median {lat['median']:.3f} ms, p90 {lat['p90']:.3f} ms")
+    if _is_foreign_arm(args.artifact):
+        return _run_emulated(args)
+    summary = device.run_artifact(args.artifact, args.inputs, output=args.output, repeat=args.repeat, level=args.level)
+    device.print_summary(summary, args.json)
     return 0
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
-    except (ValueError, OSError, AttributeError):  # pickled or not an archive: refused, never unpickled
-        raise InputError(f"{path}: not an .npz archive of plain arrays") from None
+def _is_foreign_arm(path: str) -> bool:
+    """An aarch64 artifact on a machine that is not: it runs in the emulated phone."""
+    import platform
+
+    from gearshift.runtime import open_artifact
+
+    return platform.machine() != "aarch64" and open_artifact(path).target.get("arch") == "aarch64"
 
 
-def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """np.savez appends .npz to names without it and writes in place: write a temp file, then rename."""
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+def _run_emulated(args: argparse.Namespace) -> int:
+    from gearshift.runtime.emulated import NOTE, find_root, run_python
+
+    root = find_root()
+    for name in ("inputs", "output"):
+        if getattr(args, name):  # the phone resolves paths from its own working directory: pass them whole
+            setattr(args, name, str(Path(getattr(args, name)).resolve()))
+    if not Path(args.inputs).is_file():
+        raise InputError(f"{args.inputs}: no such file")
+    log(f"{NOTE}; starting it takes ~15 s")
+    argv = ["-m", "gearshift.runtime.device", "run", str(Path(args.artifact).resolve()), "--inputs", args.inputs,
+            *(["--output", args.output] if args.output else []), *(["--level", args.level] if args.level else []),
+            "--repeat", str(args.repeat), *(["--json"] if args.json else [])]
+    return run_python(argv, root=root, capture=False).returncode
 
 
 def _targets(args: argparse.Namespace) -> int:
