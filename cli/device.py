@@ -98,5 +98,6 @@ def _serve(args: argparse.Namespace) -> int:
 def _python(args: argparse.Namespace) -> int:
     from gearshift.runtime.emulated import find_root, python_command
 
-    cmd, env = python_command(args.args, find_root())
+    argv = args.args[1:] if args.args[:1] == ["--"] else args.args
+    cmd, env = python_command(argv, find_root())
     return subprocess.run(cmd, env=env, stdin=sys.stdin).returncode

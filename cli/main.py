@@ -34,6 +34,9 @@ EXIT_USER_ERROR = 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["device", "python"] and argv[2:3] not in (["-h"], ["--help"]):  # argparse cannot pass
+        argv = [*argv[:2], "--", *argv[2:]]  # options through untouched: everything after is the phone's
     parser = _parser()
     args = parser.parse_args(argv)
     try:

@@ -41,7 +41,7 @@ def measure_levels(artifact: str | os.PathLike | Artifact, *, rpc: str | None = 
         where = "this machine"
     else:
         remote = connect(rpc, key)
-        device, where = remote.cpu(), f"{key} via tracker {rpc}"
+        device, where = remote.cpu(), f"{key} via tracker {rpc}{device_note(remote)}"
 
         def load(path: Path):
             name = f"gearshift-{art.manifest['files'][path.relative_to(art.path).as_posix()]['sha256'][:16]}.so"
@@ -89,6 +89,16 @@ def connect(rpc: str, key: str | None):
     except Exception as err:
         raise InputError(f"cannot get a device with key {key!r} from the tracker at {rpc}: "
                          f"{str(err).strip().splitlines()[-1]}") from None
+
+
+def device_note(remote) -> str:
+    """A suffix for the device's figures: the emulation note where the device is gearshift's emulated
+    phone (its server says so), else nothing."""
+    try:
+        note = remote.get_function("gearshift.device.note")()
+    except Exception:  # a plain TVM server (a real phone, or an older gearshift): nothing to say
+        return ""
+    return f" [{note}]" if note else ""
 
 
 def free_devices(rpc: str, key: str) -> int:

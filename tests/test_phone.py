@@ -230,12 +230,13 @@ def test_measure_and_tune_over_rpc_against_the_phone(phone_server, tmp_path, cap
                  "--repeat", "3", "-o", str(out)]) == 0
     doc = json.loads(out.read_text())
     assert set(doc) == set(SPARSITIES) and all(doc[level]["2419"] > 0 for level in doc)
+    assert "emulated aarch64 (qemu-user): results are real, timings are not" in capsys.readouterr().err
     (tmp_path / "fc.onnx").write_bytes(FC.SerializeToString())
-    capsys.readouterr()
     assert main(["tune", str(tmp_path / "fc.onnx"), "-t", "arm-a76", "--db", str(tmp_path / "db"), "--trials", "3",
                  "--sparsity", FC_SPEC, "--rpc", phone_server, "--key", "emulated-phone", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["new_trials"] == 3 and report["device"].startswith("1 device(s) with key emulated-phone")
+    assert "timings are not" in report["device"]
     assert report["tasks"][0]["tuned_ms"] > 0
 
 

@@ -85,12 +85,12 @@ class RemoteRunner:
     """Times candidates on every free device the tracker at `rpc` has under `key`, in parallel."""
 
     def __init__(self, info: TargetInfo, rpc: str, key: str, devices: int | None = None):
-        from gearshift.runtime.measure import connect, free_devices
+        from gearshift.runtime.measure import connect, device_note, free_devices
 
         self.info = info
         count = free_devices(rpc, key) if devices is None else devices
         self.sessions = [connect(rpc, key) for _ in range(max(1, count))]
-        self.where = f"{len(self.sessions)} device(s) with key {key} via tracker {rpc}"
+        self.where = f"{len(self.sessions)} device(s) with key {key} via tracker {rpc}{device_note(self.sessions[0])}"
         self._scratch = tempfile.TemporaryDirectory(prefix="gearshift-tune-")
         self._lock = threading.Lock()
         self._count = 0
