@@ -114,6 +114,10 @@ def test_huggingface_bert_at_80_percent_bsr_runs_in_the_phone(phone, tmp_path, c
     transformers = pytest.importorskip("transformers")
     import torch
 
+    from gearshift.frontend.torch_compat import make_torchvision_importable
+
+    make_torchvision_importable()  # transformers' BertModel imports torchvision
+
     config = transformers.BertConfig(vocab_size=1000, hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
                                      intermediate_size=512, max_position_embeddings=64)
     torch.manual_seed(0)
