@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from gearshift.frontend.structures import Mask
 from gearshift.compress.patterns import (  # noqa: F401  (re-exported: the pruning API's numpy half)
     COLUMN_ROWS,
     assign,
@@ -45,15 +46,6 @@ from gearshift.compress.patterns import (  # noqa: F401  (re-exported: the pruni
 def is_pattern_conv(module: nn.Module) -> bool:
     """A 3x3, ungrouped Conv2d: the kind PatDNN's patterns apply to."""
     return isinstance(module, nn.Conv2d) and tuple(module.kernel_size) == (3, 3) and module.groups == 1
-
-
-class _Mask(nn.Module):
-    def __init__(self, mask: torch.Tensor):
-        super().__init__()
-        self.register_buffer("mask", mask)
-
-    def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        return weight * self.mask
 
 
 def is_pattern_linear(module: nn.Module, block: tuple[int, int]) -> bool:
@@ -128,7 +120,7 @@ class PatternPruner:
             with torch.no_grad():
                 m.weight.copy_(self._project(name, m.weight))
                 mask = (m.weight != 0).to(m.weight.dtype)
-            parametrize.register_parametrization(m, "weight", _Mask(mask))
+            parametrize.register_parametrization(m, "weight", Mask(mask))
 
     def finalize(self) -> None:
         for m in self.modules.values():
