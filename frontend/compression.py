@@ -59,7 +59,7 @@ class Pruner:
 
     config: {regex: spec} or one spec for every layer; method: lasso, admm or slr; lam, eps: lasso's
     λ and ε; rho: ADMM/SLR's ρ; update_every: optimiser steps between γ refreshes or Z/U/Λ updates;
-    slr_m, slr_r, slr_s0: SLR's step-size schedule (M, r) and first step.
+    slr_m, slr_r, slr_s0: SLR's step-size schedule (M, r) and first step (default ρ / 30).
     """
 
     def __init__(self, model: nn.Module, config: Mapping[str, str] | str, method: str = "admm", *,
@@ -68,7 +68,9 @@ class Pruner:
         if method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
         self.method, self.lam, self.eps, self.rho, self.update_every = method, lam, eps, rho, update_every
-        self.slr_m, self.slr_r, self.step_size = slr_m, slr_r, rho if slr_s0 is None else slr_s0
+        # SLR's first step: small against ρ. A first step of ρ made Λ / ρ overshoot Z several-fold
+        # (the step grows while ||W - Z|| falls) and stalled progress; ρ / 30 converged fastest of those tried.
+        self.slr_m, self.slr_r, self.step_size = slr_m, slr_r, rho / 30 if slr_s0 is None else slr_s0
         rules = [(re.compile(".*"), config)] if isinstance(config, str) else [(re.compile(k), v) for k, v in config.items()]
         self.targets: list[Target] = []
         for name, module in model.named_modules():
@@ -99,7 +101,7 @@ class Pruner:
             return self.lam * sum((t.state["gamma"] * t.structure.groups(t.weight)).sum() for t in self.targets)
         if self.method == "admm":
             return self.rho / 2 * sum((t.weight - t.state["z"] + t.state["u"]).pow(2).sum() for t in self.targets)
-        return sum(self._slr_terms(t.weight, t) for t in self.targets)
+        return sum(self._slr_terms(t.weight, t, t.state["z"]) for t in self.targets)
 
     def step(self, loss: torch.Tensor | float | None = None) -> None:
         """After each optimiser step. `loss`: the task loss of the step (SLR needs it; others ignore it)."""
@@ -123,44 +125,52 @@ class Pruner:
                 t.state.setdefault("u", torch.zeros_like(t.weight))
                 t.state["z"] = t.structure.project(t.weight + t.state["u"])
                 t.state["u"] += t.weight - t.state["z"]
-        elif first:
+        elif first:  # Z = proj(W), Λ = 0; the accepted point (W, Z) is where the tests compare from
             for t in self.targets:
-                t.state.update(lam=torch.zeros_like(t.weight), z=t.structure.project(t.weight),
-                               previous=t.weight.clone())
-            self._distance = self._gap()
+                t.state.update(lam=torch.zeros_like(t.weight), z=t.structure.project(t.weight))
+                t.state.update(accepted_w=t.weight.clone(), accepted_z=t.state["z"].clone())
         else:
             self._slr_update()
         self._losses.clear()
 
-    def _slr_terms(self, w: torch.Tensor, t: Target, z: torch.Tensor | None = None) -> torch.Tensor:
-        z = t.state["z"] if z is None else z
+    def _slr_terms(self, w: torch.Tensor, t: Target, z: torch.Tensor) -> torch.Tensor:
         return (t.state["lam"] * (w - z)).sum() + self.rho / 2 * (w - z).pow(2).sum()
 
-    def _gap(self) -> float:
-        return math.sqrt(sum(float((t.weight - t.state["z"]).pow(2).sum()) for t in self.targets)) + 1e-12
-
     def _slr_update(self) -> None:
+        """Two multiplier updates per interval, each taken only where the surrogate Lagrangian fell
+        since the last accepted point (W_a, Z_a): after the W-step, L(W, Z_a) < L(W_a, Z_a) with the
+        interval's mean task loss against the previous interval's; after the Z-step (Z moves every
+        time), L(W, Z) < L(W, Z_a), where the task loss cancels."""
+        loss = sum(self._losses) / len(self._losses) if self._losses else 0.0
+        before, self._last_interval_loss = self._last_interval_loss, loss
+        accepted_z = [t.state["accepted_z"] for t in self.targets]
+        now = loss + self._penalty_at(None, accepted_z)
+        then = (loss if before is None else before) + self._penalty_at([t.state["accepted_w"] for t in self.targets],
+                                                                       accepted_z)
+        if self._updates == 0 or now < then:
+            self._accept(accepted_z)
+        for t in self.targets:
+            t.state["z"] = t.structure.project(t.weight + t.state["lam"] / self.rho)
+        new_z = [t.state["z"] for t in self.targets]
+        if self._penalty_at(None, new_z) < self._penalty_at(None, [t.state["accepted_z"] for t in self.targets]):
+            self._accept(new_z)
+
+    def _penalty_at(self, ws: list | None, zs: list) -> float:
+        ws = ws or [t.weight for t in self.targets]
+        return sum(float(self._slr_terms(w, t, z)) for w, t, z in zip(ws, self.targets, zs))
+
+    def _accept(self, zs: list) -> None:
+        """Λ += s_k (W - Z), with s_k = α_k s_(k-1) ||W_a - Z_a|| / ||W - Z||; (W, Z) becomes the accepted point."""
         self._updates += 1
         k = self._updates
         alpha = 1 - 1 / (self.slr_m * k ** (1 - 1 / k ** self.slr_r))
-        gap = self._gap()
-        self.step_size = alpha * self.step_size * self._distance / gap
-        self._distance = gap
-        interval_loss = sum(self._losses) / len(self._losses) if self._losses else None
-        previous_loss, self._last_interval_loss = self._last_interval_loss, interval_loss
-        # W-step test: did the surrogate Lagrangian L(W, Z_prev, Λ) go down since the last update?
-        now = sum(float(self._slr_terms(t.weight, t)) for t in self.targets)
-        before = sum(float(self._slr_terms(t.state["previous"], t)) for t in self.targets)
-        if previous_loss is None or interval_loss is None or interval_loss + now < previous_loss + before:
-            for t in self.targets:
-                t.state["lam"] += self.step_size * (t.weight - t.state["z"])
-        # Z-step, then its test (exact: the task loss does not depend on Z).
-        for t in self.targets:
-            z = t.structure.project(t.weight + t.state["lam"] / self.rho)
-            if float(self._slr_terms(t.weight, t, z)) < float(self._slr_terms(t.weight, t)):
-                t.state["z"] = z
-                t.state["lam"] += self.step_size * (t.weight - z)
-            t.state["previous"] = t.weight.clone()
+        was = math.sqrt(sum(float((t.state["accepted_w"] - t.state["accepted_z"]).pow(2).sum()) for t in self.targets))
+        gap = math.sqrt(sum(float((t.weight - z).pow(2).sum()) for t, z in zip(self.targets, zs)))
+        if was > 0 and gap > 0:
+            self.step_size = alpha * self.step_size * was / gap
+        for t, z in zip(self.targets, zs):
+            t.state["lam"] += self.step_size * (t.weight - z)
+            t.state.update(accepted_w=t.weight.clone(), accepted_z=z.clone())
 
     # -- phase 2 ---------------------------------------------------------------------------------------
     def prune(self, sparsity: float | None = None) -> None:

@@ -60,11 +60,8 @@ def distance(pruner) -> float:
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("structure", list(SPECS))
-def test_every_method_drives_every_structure(structure, method, tmp_path, request):
+def test_every_method_drives_every_structure(structure, method, tmp_path):
     kind, spec, decision = SPECS[structure]
-    if method == "slr" and structure in ("circulant", "conv-patterns"):
-        request.applymarker(pytest.mark.xfail(reason="measured: SLR's default step schedule moves these layers "
-                                                     "< 5 % towards the structure in 80 steps (ADMM: 5-10 %); issue 22"))
     model, x, y = model_and_data(kind)
     pruner = Pruner(model, spec, method=method, update_every=10, **SETTINGS[method])
     before = distance(pruner)
@@ -136,18 +133,18 @@ def test_distiller_matches_outputs_and_hidden_states():
     distiller = Distiller(teacher, student, hidden=r"^[13]$")
     assert distiller.hidden_names == ["1", "3"]
     x = torch.randn(128, 32)
-    assert float(distiller.loss(x)) == 0.0
+    assert float(distiller.loss(x).detach()) == 0.0
     with torch.no_grad():
         for p in student.parameters():
             p.add_(0.1 * torch.randn_like(p))
-    start = float(distiller.loss(x))
+    start = float(distiller.loss(x).detach())
     opt = torch.optim.Adam(student.parameters(), lr=3e-3)
     for _ in range(100):
         loss = distiller.loss(x)
         loss.backward()
         opt.step()
         opt.zero_grad()
-    assert float(distiller.loss(x)) < 0.2 * start
+    assert float(distiller.loss(x).detach()) < 0.2 * start
     assert all(not p.requires_grad for p in teacher.parameters())
     with pytest.raises(ValueError, match="no module of both models matches"):
         Distiller(teacher, student, hidden="encoder")
