@@ -51,16 +51,29 @@ class Distiller:
             p.requires_grad_(False)
         self._seen: dict[str, dict[str, torch.Tensor]] = {"teacher": {}, "student": {}}
         self.hidden_names: list[str] = []
+        self._hooks: list = []
         if hidden:
             regex = re.compile(hidden)
             teacher_modules = dict(teacher.named_modules())
             for name, module in student.named_modules():
                 if name and regex.search(name) and name in teacher_modules:
                     self.hidden_names.append(name)
-                    module.register_forward_hook(self._hook("student", name))
-                    teacher_modules[name].register_forward_hook(self._hook("teacher", name))
+                    self._hooks.append(module.register_forward_hook(self._hook("student", name)))
+                    self._hooks.append(teacher_modules[name].register_forward_hook(self._hook("teacher", name)))
             if not self.hidden_names:
                 raise ValueError(f"no module of both models matches hidden={hidden!r}")
+
+    def close(self) -> None:
+        """Remove the hooks from both models (they stay usable on their own)."""
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks.clear()
+
+    def __enter__(self) -> Distiller:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
 
     def _hook(self, side: str, name: str):
         def record(_module, _inputs, out):

@@ -146,5 +146,7 @@ def test_distiller_matches_outputs_and_hidden_states():
         opt.zero_grad()
     assert float(distiller.loss(x).detach()) < 0.2 * start
     assert all(not p.requires_grad for p in teacher.parameters())
+    distiller.close()
+    assert not any(m._forward_hooks for m in [*teacher.modules(), *student.modules()])
     with pytest.raises(ValueError, match="no module of both models matches"):
         Distiller(teacher, student, hidden="encoder")
