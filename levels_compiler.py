@@ -59,13 +59,15 @@ def compile_levels(model: ModelLike, levels: LevelSet | str | os.PathLike, targe
     proto = load(model, input_shapes=input_shapes, exporter=exporter)
     imported = to_relax(proto)
     lifted = lift(imported)  # the same for every level (and the dense reference)
+    sources = level_sources(levels, imported, lifted, input_shapes, exporter)
     if levels.form == "runtime":
         prepared = {}
         if tuning is not None:
             tuning.per_layer = True  # one kernel per layer serves every level
-        for level, plan in zip(levels.levels, final_plans(levels, imported, info, lifted, log)):
+        for level, plan in zip(levels.levels, final_plans(levels, imported, info, lifted, log, sources)):
             log(f"level {level.name}: {level.spec}")
-            prepared[level.name] = prepare(imported, info, plan, log, lifted, tuning)
+            own, own_lifted = sources[level.name]
+            prepared[level.name] = prepare(own, info, plan, log, own_lifted, tuning)
         _check_same_code(prepared)
         shared = generate(next(iter(prepared.values())), imported, info, log, tuning)
         builts = {name: _with_weights(shared, p) for name, p in prepared.items()}
@@ -73,11 +75,16 @@ def compile_levels(model: ModelLike, levels: LevelSet | str | os.PathLike, targe
         prepared, builts = {}, {}
         for level in levels.levels:
             log(f"level {level.name}: {level.spec} (own code)")
-            prepared[level.name] = prepare(imported, info, level.plan, log, lifted, tuning)
+            own, own_lifted = sources[level.name]
+            prepared[level.name] = prepare(own, info, level.plan, log, own_lifted, tuning)
             builts[level.name] = generate(prepared[level.name], imported, info, log, tuning)
     result = LevelsBuilt(levels, builts)
     for level in levels.levels:
         result.info[level.name] = _facts(level.spec, prepared[level.name])
+        if level.model:
+            result.info[level.name]["weights_from"] = Path(level.model).name
+        if level.report:
+            result.info[level.name]["training"] = level.report
     if info.name == "host":
         _measure(result, proto, imported, info, calibration, repeat, log, lifted)
     else:
@@ -86,15 +93,35 @@ def compile_levels(model: ModelLike, levels: LevelSet | str | os.PathLike, targe
     return result
 
 
+def level_sources(levels: LevelSet, imported: Imported, lifted: Lifted, input_shapes=None, exporter: str = "legacy"
+                  ) -> dict[str, tuple[Imported, Lifted]]:
+    """What each level is built from: the model, or the level's own weights (`"model"` in the levels
+    file: the same graph, e.g. trained for that level), checked to take and give the same tensors."""
+    out = {}
+    for level in levels.levels:
+        if not level.model:
+            out[level.name] = (imported, lifted)
+            continue
+        own = to_relax(load(level.model, input_shapes=input_shapes, exporter=exporter))
+        for what, mine, theirs in (("inputs", own.inputs, imported.inputs), ("outputs", own.outputs, imported.outputs)):
+            if [(s.name, s.shape) for s in mine] != [(s.name, s.shape) for s in theirs]:
+                raise InputError(f"level {level.name!r}: {level.model} has other {what} than the model "
+                                 f"({[s.name for s in mine]} against {[s.name for s in theirs]}): a level's model must "
+                                 f"be the same graph with other weights")
+        out[level.name] = (own, lift(own))
+    return out
+
+
 def final_plans(levels: LevelSet, imported: Imported, info: TargetInfo, lifted: Lifted,
-                log: Log = lambda _msg: None) -> list[SparsityPlan]:
+                log: Log = lambda _msg: None, sources: Mapping[str, tuple] | None = None) -> list[SparsityPlan]:
     """Each level's plan as the build runs it: in the runtime form, every sparse layer's arrays padded
     to the most blocks any level keeps (found by a planning pass without numerical checks)."""
     if levels.form != "runtime":
         return [level.plan for level in levels.levels]
     t = time.perf_counter()
-    planned = [prepare(imported, info, replace(level.plan, check=False), lambda _m: None, lifted)
-               for level in levels.levels]
+    sources = sources or {level.name: (imported, lifted) for level in levels.levels}
+    planned = [prepare(sources[level.name][0], info, replace(level.plan, check=False), lambda _m: None,
+                       sources[level.name][1]) for level in levels.levels]
     capacity = capacities([p.layers for p in planned])
     log(f"levels: planned {len(levels.levels)} levels ({time.perf_counter() - t:.1f} s); "
         f"{len(capacity)} layers sparse, arrays padded to each layer's largest level")

@@ -28,6 +28,7 @@ levels): the new mask is taken inside the old one, so each level's kept weights 
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from collections.abc import Mapping
@@ -197,6 +198,20 @@ class Pruner:
         for t in self.targets:
             if parametrize.is_parametrized(t.module, "weight"):
                 parametrize.remove_parametrizations(t.module, "weight", leave_parametrized=True)
+
+    def snapshot(self, model: nn.Module) -> nn.Module:
+        """A copy of `model` (the one being pruned) with the structure baked in, training left untouched:
+        one level of a progressive run, ready for export."""
+        copied = copy.deepcopy(model)
+        for module in copied.modules():
+            if parametrize.is_parametrized(module, "weight"):
+                # Not remove_parametrizations: the copy shares its generated class with the original,
+                # and removing deletes the class's `weight` property, breaking the model being trained.
+                value = module.weight.detach().clone()
+                module.__class__ = module.__class__.__bases__[0]
+                del module.parametrizations
+                module.weight = nn.Parameter(value)
+        return copied
 
     def masks(self) -> dict[str, torch.Tensor]:
         """The kept entries of every zeroing layer (after `prune`)."""

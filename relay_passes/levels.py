@@ -7,6 +7,11 @@ A levels file is JSON:
         {"name": "bsr50", "sparsity": "bsr:0.5:16x1"},
         {"name": "bsr90", "sparsity": "bsr:0.9:16x1", "layer_sparsity": ["attention=bsr:0.7:16x1"]}]}
 
+A level may bring its own weights: `"model": "level90.onnx"` (the same graph as the compiled model,
+other weights: a level trained for its sparsity, e.g. by `frontend.distill.progressive`; a relative
+path is taken from the levels file's folder), and a `"report"` object (what training measured, e.g.
+its accuracy) that the manifest carries as the level's `training` facts.
+
 `runtime`: one executable for every level; the block structure (indices, indptr) is a weight array,
 padded to the most blocks any level keeps, so a switch only swaps weight arrays. That needs every
 level to give each layer the same kind of kernel (same block shape, same pattern library): levels
@@ -33,6 +38,8 @@ class Level:
     name: str
     plan: SparsityPlan
     spec: str  # the sparsity as written, for the manifest
+    model: str | None = None  # the level's own weights (an ONNX file of the same graph), or None: the model's
+    report: dict | None = None  # what training measured of the level, carried into the manifest
 
 
 @dataclass(frozen=True)
@@ -52,10 +59,10 @@ def read_levels(path: str | os.PathLike) -> LevelSet:
         doc = read_json(path)
     except FileNotFoundError:
         raise InputError(f"{path}: no such levels file") from None
-    return parse_levels(doc, str(path))
+    return parse_levels(doc, str(path), base=path.parent)
 
 
-def parse_levels(doc, where: str = "levels") -> LevelSet:
+def parse_levels(doc, where: str = "levels", base: Path | None = None) -> LevelSet:
     if not isinstance(doc, dict) or not isinstance(doc.get("levels"), list) or not doc["levels"]:
         raise InputError(f'{where}: expected {{"levels": [{{"name": ..., "sparsity": ...}}, ...]}} with at least one level')
     unknown = set(doc) - {"form", "levels"}
@@ -74,7 +81,7 @@ def parse_levels(doc, where: str = "levels") -> LevelSet:
         if name in seen:
             raise InputError(f"{where}: level name {name!r} appears twice")
         seen.add(name)
-        extra = set(item) - {"name", "sparsity", "layer_sparsity"}
+        extra = set(item) - {"name", "sparsity", "layer_sparsity", "model", "report"}
         if extra:
             raise InputError(f"{where}: level {name!r} has unknown keys {sorted(extra)}")
         spec = item.get("sparsity")
@@ -86,7 +93,14 @@ def parse_levels(doc, where: str = "levels") -> LevelSet:
             plan = SparsityPlan.parse(spec, overrides, form="runtime" if form == "runtime" else "baked")
         except InputError as err:
             raise InputError(f"{where}: level {name!r}: {err}") from None
-        levels.append(Level(name, plan, spec + "".join(f"; {o}" for o in overrides)))
+        model, report = item.get("model"), item.get("report")
+        if model is not None and not isinstance(model, str):
+            raise InputError(f"{where}: level {name!r}: \"model\" must be the path of an .onnx file")
+        if model is not None and base is not None and not Path(model).is_absolute():
+            model = str(base / model)
+        if report is not None and not isinstance(report, dict):
+            raise InputError(f"{where}: level {name!r}: \"report\" must be an object")
+        levels.append(Level(name, plan, spec + "".join(f"; {o}" for o in overrides), model, report))
     return LevelSet(tuple(levels), form)
 
 

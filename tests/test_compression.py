@@ -9,6 +9,7 @@ it, and the exported model must compile with no flag onto the sparse kernels and
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
@@ -150,3 +151,42 @@ def test_distiller_matches_outputs_and_hidden_states():
     assert not any(m._forward_hooks for m in [*teacher.modules(), *student.modules()])
     with pytest.raises(ValueError, match="no module of both models matches"):
         Distiller(teacher, student, hidden="encoder")
+
+
+def test_nested_levels_from_one_run_compile_into_one_rt3_artifact(tmp_path):
+    """Progressive training writes one ONNX per level; a levels file names each level's model and
+    report; the RT3 artifact carries them, and each level computes its own trained model."""
+    from gearshift.levels_compiler import compile_levels_to
+    from gearshift.relay_passes.levels import parse_levels
+
+    model, x, y = model_and_data("mlp")
+    dense_path = tmp_path / "dense.onnx"
+    dense_path.write_bytes(export_torch(model, {"x": x[:32].numpy()}, output_names=["y"]).SerializeToString())
+    pruner = Pruner(model, "bsr:0.5:16x1", method="admm", update_every=10, **SETTINGS["admm"])
+    levels, expected = [], {}
+
+    def keep(sparsity: float) -> None:
+        train(model, pruner, x, y, steps=10)
+        level = pruner.snapshot(model)
+        name = f"bsr{round(sparsity * 100)}"
+        proto = export_torch(level, {"x": x[:32].numpy()}, output_names=["y"])
+        (tmp_path / f"{name}.onnx").write_bytes(proto.SerializeToString())
+        with torch.no_grad():
+            expected[name] = level(x[:32]).numpy()
+            loss = float(nn.functional.mse_loss(level(x), y))
+        levels.append({"name": name, "sparsity": "bsr::16x1", "model": f"{name}.onnx", "report": {"mse": loss}})
+
+    for _ in progressive(pruner, [0.5, 0.7, 0.85], finetune=keep):
+        train(model, pruner, x, y, steps=20)
+    (tmp_path / "levels.json").write_text(json.dumps({"form": "runtime", "levels": levels}))
+    art = compile_levels_to(str(dense_path), tmp_path / "levels.json", "host", tmp_path / "art", repeat=2)
+    session = gearshift.Session(art)
+    for entry in levels:
+        facts = art.manifest["levels"][entry["name"]]
+        assert facts["training"] == entry["report"] and facts["weights_from"] == entry["model"]
+        session.switch(entry["name"])
+        assert_close(session.run({"x": x[:32].numpy()})["y"], expected[entry["name"]])
+    assert all(art.manifest["levels"][entry["name"]]["error"] > 0 for entry in levels)  # each against the dense model
+    bad = {"form": "runtime", "levels": [{**levels[0], "model": str(tmp_path / "nothing.onnx")}]}
+    with pytest.raises(gearshift.GearshiftError, match="nothing.onnx"):
+        compile_levels_to(str(dense_path), parse_levels(bad), "host", tmp_path / "bad")
