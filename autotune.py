@@ -19,7 +19,7 @@ from gearshift.driver import lift, prepare
 from gearshift.errors import InputError
 from gearshift.frontend.importer import to_relax
 from gearshift.frontend.load import ModelLike, load
-from gearshift.levels_compiler import final_plans
+from gearshift.levels_compiler import final_plans, level_sources
 from gearshift.relay_passes.levels import LevelSet, read_levels
 from gearshift.relay_passes.plan import SparsityPlan
 from gearshift.schedules.knobs import Task, Tuning
@@ -64,14 +64,17 @@ def find_kernels(model: ModelLike, info: TargetInfo, *, sparsity: SparsityPlan |
         raise InputError(f"{info.name} is a GPU target: gearshift's tunable sparse kernels are CPU kernels")
     imported = to_relax(load(model, input_shapes=input_shapes))
     lifted, tuning = lift(imported), Tuning()
-    if levels is not None:
+    if levels is not None:  # each level on its own weights, where the levels file gives them
         levels = levels if isinstance(levels, LevelSet) else read_levels(levels)
-        plans = final_plans(levels, imported, info, lifted)
+        sources = level_sources(levels, imported, lifted, input_shapes)
+        plans = final_plans(levels, info, sources)
+        inputs = [sources[level.name] for level in levels.levels]
         tuning.per_layer = levels.form == "runtime"
     else:
         plans = [SparsityPlan.parse(sparsity) if isinstance(sparsity, str) or sparsity is None else sparsity]
-    models = [prepare(imported, info, replace(plan, check=False), lifted=lifted, tuning=tuning).model
-              for plan in plans]
+        inputs = [(imported, lifted)]
+    models = [prepare(own, info, replace(plan, check=False), lifted=own_lifted, tuning=tuning).model
+              for (own, own_lifted), plan in zip(inputs, plans)]
     if tuning.per_layer:  # one kernel per layer serves every level: tune the one the build keeps
         first: dict = {}
         for task in tuning.tasks:

@@ -60,24 +60,20 @@ def compile_levels(model: ModelLike, levels: LevelSet | str | os.PathLike, targe
     imported = to_relax(proto)
     lifted = lift(imported)  # the same for every level (and the dense reference)
     sources = level_sources(levels, imported, lifted, input_shapes, exporter)
-    if levels.form == "runtime":
-        prepared = {}
-        if tuning is not None:
-            tuning.per_layer = True  # one kernel per layer serves every level
-        for level, plan in zip(levels.levels, final_plans(levels, imported, info, lifted, log, sources)):
-            log(f"level {level.name}: {level.spec}")
-            own, own_lifted = sources[level.name]
-            prepared[level.name] = prepare(own, info, plan, log, own_lifted, tuning)
+    runtime = levels.form == "runtime"
+    if runtime and tuning is not None:
+        tuning.per_layer = True  # one kernel per layer serves every level
+    prepared = {}
+    for level, plan in zip(levels.levels, final_plans(levels, info, sources, log)):
+        log(f"level {level.name}: {level.spec}" + ("" if runtime else " (own code)"))
+        own, own_lifted = sources[level.name]
+        prepared[level.name] = prepare(own, info, plan, log, own_lifted, tuning)
+    if runtime:
         _check_same_code(prepared)
         shared = generate(next(iter(prepared.values())), imported, info, log, tuning)
         builts = {name: _with_weights(shared, p) for name, p in prepared.items()}
     else:
-        prepared, builts = {}, {}
-        for level in levels.levels:
-            log(f"level {level.name}: {level.spec} (own code)")
-            own, own_lifted = sources[level.name]
-            prepared[level.name] = prepare(own, info, level.plan, log, own_lifted, tuning)
-            builts[level.name] = generate(prepared[level.name], imported, info, log, tuning)
+        builts = {name: generate(p, imported, info, log, tuning) for name, p in prepared.items()}
     result = LevelsBuilt(levels, builts)
     for level in levels.levels:
         result.info[level.name] = _facts(level.spec, prepared[level.name])
@@ -112,14 +108,14 @@ def level_sources(levels: LevelSet, imported: Imported, lifted: Lifted, input_sh
     return out
 
 
-def final_plans(levels: LevelSet, imported: Imported, info: TargetInfo, lifted: Lifted,
-                log: Log = lambda _msg: None, sources: Mapping[str, tuple] | None = None) -> list[SparsityPlan]:
+def final_plans(levels: LevelSet, info: TargetInfo, sources: Mapping[str, tuple[Imported, Lifted]],
+                log: Log = lambda _msg: None) -> list[SparsityPlan]:
     """Each level's plan as the build runs it: in the runtime form, every sparse layer's arrays padded
-    to the most blocks any level keeps (found by a planning pass without numerical checks)."""
+    to the most blocks any level keeps (found by a planning pass without numerical checks, each level
+    on its own weights: `level_sources`)."""
     if levels.form != "runtime":
         return [level.plan for level in levels.levels]
     t = time.perf_counter()
-    sources = sources or {level.name: (imported, lifted) for level in levels.levels}
     planned = [prepare(sources[level.name][0], info, replace(level.plan, check=False), lambda _m: None,
                        sources[level.name][1]) for level in levels.levels]
     capacity = capacities([p.layers for p in planned])

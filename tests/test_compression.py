@@ -187,6 +187,11 @@ def test_nested_levels_from_one_run_compile_into_one_rt3_artifact(tmp_path):
         session.switch(entry["name"])
         assert_close(session.run({"x": x[:32].numpy()})["y"], expected[entry["name"]])
     assert all(art.manifest["levels"][entry["name"]]["error"] > 0 for entry in levels)  # each against the dense model
+    # Tuning the levels finds the sparse kernels of the levels' own weights (the dense model has none).
+    from gearshift.autotune import sparse_tasks
+    from gearshift.schedules.targets import get_target
+
+    assert sparse_tasks(str(dense_path), get_target("host"), levels=tmp_path / "levels.json")
     bad = {"form": "runtime", "levels": [{**levels[0], "model": str(tmp_path / "nothing.onnx")}]}
     with pytest.raises(gearshift.GearshiftError, match="nothing.onnx"):
         compile_levels_to(str(dense_path), parse_levels(bad), "host", tmp_path / "bad")
