@@ -25,9 +25,8 @@ from common import log, machine_note, table, write_results  # first: sets thread
 import numpy as np
 import torch
 from pattern_digits import make_model as make_cnn
-from prune_digits import accuracy, dense_twin, digits_split
+from prune_digits import accuracy, dense_twin, digits_split, train
 from prune_digits import make_model as make_mlp
-from torch import nn
 
 import gearshift
 from gearshift.frontend.compression import METHODS, Pruner
@@ -40,19 +39,6 @@ STRUCTURES = {  # name -> (model maker, {layer regex: spec})
     "circulant": (make_mlp, {r"^[02]$": "circulant:8"}),
 }
 SETTINGS = {"lasso": {"lam": 5e-4}, "admm": {"rho": 1e-2}, "slr": {"rho": 1e-2}}
-
-
-def train(model: nn.Module, x, y, epochs: int, lr: float, pruner: Pruner | None = None, seed: int = 0) -> None:
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(x), generator=g).split(64):
-            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad()
-            (loss + (pruner.penalty() if pruner else 0)).backward()
-            opt.step()
-            if pruner is not None:
-                pruner.step(loss)
 
 
 def run(structure: str, method: str, seed: int, epochs: int, data: tuple, dense: dict) -> dict:

@@ -40,9 +40,9 @@ class Pruners:
     def penalty(self) -> torch.Tensor:
         return sum(p.penalty() for p in self.pruners)
 
-    def step(self) -> None:
+    def step(self, loss=None) -> None:
         for p in self.pruners:
-            p.step()
+            p.step(loss)
 
 
 def run_seed(seed: int, epochs: int) -> dict:

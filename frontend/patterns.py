@@ -109,7 +109,8 @@ class PatternPruner:
         """rho/2 sum ||W - Z + U||^2: the augmented-Lagrangian term of the W-step."""
         return self.rho / 2 * sum((m.weight - self.z[n] + self.u[n]).pow(2).sum() for n, m in self.modules.items())
 
-    def step(self) -> None:
+    def step(self, loss=None) -> None:
+        """Call after each optimiser step (`loss` ignored, as in `compression.Pruner.step`)."""
         self._steps += 1
         if self._steps % self.update_every == 0:
             self.update()

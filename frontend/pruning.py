@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from gearshift.compress.blocks import block_mask
+from gearshift.frontend.structures import Blocks
 
 
 @dataclass
@@ -35,19 +35,6 @@ class _Target:
     name: str
     module: nn.Module
     gamma: torch.Tensor | None = None  # reweighting factors, one per block
-    mask: torch.Tensor | None = None  # block mask after prune()
-
-
-class _BlockMask(nn.Module):
-    """Parametrization: weight * mask, the mask expanded from blocks to elements."""
-
-    def __init__(self, mask: torch.Tensor, block: tuple[int, int], shape: torch.Size):
-        super().__init__()
-        r, c = block
-        self.register_buffer("mask", mask.repeat_interleave(r, 0).repeat_interleave(c, 1).reshape(shape))
-
-    def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        return weight * self.mask
 
 
 class BlockPruner:
@@ -93,8 +80,9 @@ class BlockPruner:
         """λ Σ_layers Σ_b γ_b ‖W_b‖_F, to add to the training loss."""
         return self.lam * sum((t.gamma * self.block_norms(t)).sum() for t in self.targets)
 
-    def step(self) -> None:
-        """Call after each optimiser step: refreshes γ every `refresh_every` steps."""
+    def step(self, loss=None) -> None:
+        """Call after each optimiser step: refreshes γ every `refresh_every` steps. `loss` is ignored
+        (accepted so that one training loop drives this pruner and `compression.Pruner` alike)."""
         self._steps += 1
         if self._steps % self.refresh_every == 0:
             self.refresh()
@@ -103,10 +91,8 @@ class BlockPruner:
         """Zero the weakest blocks of each layer down to `sparsity` and keep them zero from now on."""
         for t in self.targets:
             with torch.no_grad():  # the same blocks the compiler's projection keeps (gearshift.compress.blocks)
-                w = _matrix(t.module.weight).detach().cpu().numpy()
-                t.mask = torch.from_numpy(block_mask(w, *self.block, self.sparsity)).to(t.module.weight.dtype)
-            parametrize.register_parametrization(t.module, "weight", _BlockMask(t.mask, self.block,
-                                                                                 t.module.weight.shape))
+                mask = Blocks(*self.block, self.sparsity).constraint(t.module.weight)
+            parametrize.register_parametrization(t.module, "weight", mask)
 
     def finalize(self) -> None:
         """Bake the masks into the weights (exact zeros) and drop the parametrizations, for export."""

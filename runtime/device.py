@@ -23,7 +23,6 @@ import numpy as np
 from gearshift.errors import GearshiftError, InputError
 
 EXIT_USER_ERROR = 2
-NOTE_FUNCTION = "gearshift.device.note"
 
 
 def emulation_note() -> str | None:
@@ -83,31 +82,21 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     os.replace(tmp, path)
 
 
-def parse_address(text: str, what: str = "--tracker") -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise InputError(f"bad {what} {text!r}: expected HOST:PORT, e.g. 127.0.0.1:9190")
-    return host, int(port)
-
-
 def serve(tracker: str, key: str, *, host: str = "0.0.0.0", port: int = 9090, port_end: int | None = None,
           custom_addr: str | None = None, log=print) -> None:
     """TVM's RPC server, registered with the tracker under `key`; serves until interrupted.
 
     It runs in this process (TVM's `rpc.Server` starts a fresh Python for it, which an emulated
     process cannot exec); each session still gets a forked process of its own, as in TVM's server."""
-    from tvm import rpc
+    import tvm
     from tvm.rpc.server import PopenRPCServerState
+
+    from gearshift.runtime.measure import NOTE_FUNCTION, reach_tracker, tracker_address
 
     if not key:
         raise InputError("--key is required: the name clients ask the tracker for (e.g. pixel6)")
-    address = parse_address(tracker)
-    try:
-        rpc.connect_tracker(*address).summary()
-    except Exception as err:  # TVM raises plain RuntimeError/TVMError with its own text
-        raise InputError(f"cannot reach the RPC tracker at {tracker}: {str(err).strip().splitlines()[-1]}") from None
-    import tvm
-
+    address = tracker_address(tracker, "--tracker")
+    reach_tracker(address, tracker)
     # Clients ask for it (`measure.device_note`): figures timed here are then labelled as emulated.
     tvm.register_global_func(NOTE_FUNCTION, lambda: emulation_note() or "", override=True)
     try:

@@ -62,20 +62,34 @@ def measure_levels(artifact: str | os.PathLike | Artifact, *, rpc: str | None = 
     return out
 
 
-def _tracker(rpc: str, key: str | None):
-    """The tracker at `rpc` ("host:port"), checked to know `key`."""
+NOTE_FUNCTION = "gearshift.device.note"  # answered by gearshift's device server (runtime/device.py)
+
+
+def tracker_address(text: str, what: str = "--rpc") -> tuple[str, int]:
+    """("host", port) of a tracker given as "host:port", or a one-line error naming the option."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise InputError(f"bad {what} {text!r}: expected TRACKER_HOST:PORT, e.g. 127.0.0.1:9190")
+    return host, int(port)
+
+
+def reach_tracker(address: tuple[str, int], text: str):
+    """A client of the tracker at `address` and its queues ({key: {"free": ..., ...}}), or a one-line error."""
     from tvm import rpc as tvm_rpc
 
-    host, sep, port = rpc.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise InputError(f"bad --rpc {rpc!r}: expected TRACKER_HOST:PORT, e.g. 127.0.0.1:9190")
+    try:
+        tracker = tvm_rpc.connect_tracker(*address)
+        return tracker, tracker.summary()["queue_info"]
+    except Exception as err:  # TVM raises plain RuntimeError/TVMError with its own text
+        raise InputError(f"cannot reach the RPC tracker at {text}: {str(err).strip().splitlines()[-1]}") from None
+
+
+def _tracker(rpc: str, key: str | None):
+    """The tracker at `rpc` ("host:port"), checked to know `key`."""
+    address = tracker_address(rpc)
     if not key:
         raise InputError("--rpc needs --key: the device key the RPC server registered with the tracker")
-    try:
-        tracker = tvm_rpc.connect_tracker(host, int(port))
-        queues = tracker.summary()["queue_info"]
-    except Exception as err:  # TVM raises plain RuntimeError/TVMError with its own text
-        raise InputError(f"cannot reach the RPC tracker at {rpc}: {str(err).strip().splitlines()[-1]}") from None
+    tracker, queues = reach_tracker(address, rpc)
     if key not in queues:  # a request for an unknown key would wait forever
         raise InputError(f"the tracker at {rpc} has no device with key {key!r}; keys: {', '.join(sorted(queues)) or 'none'}")
     return tracker, queues[key]
@@ -95,7 +109,7 @@ def device_note(remote) -> str:
     """A suffix for the device's figures: the emulation note where the device is gearshift's emulated
     phone (its server says so), else nothing."""
     try:
-        note = remote.get_function("gearshift.device.note")()
+        note = remote.get_function(NOTE_FUNCTION)()
     except Exception:  # a plain TVM server (a real phone, or an older gearshift): nothing to say
         return ""
     return f" [{note}]" if note else ""

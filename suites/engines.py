@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 
 from gearshift.bench import ort_session
+from gearshift.errors import summarize as one_line
 from gearshift.runtime.timing import summarize, time_engines
 from gearshift.spec import Log
 
@@ -183,5 +184,4 @@ def slug(text: str) -> str:
 
 def _short(err: BaseException) -> str:
     """An exception as one line: its type and the first line of its message (no C++ traceback)."""
-    lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[0][:200] if lines else ''}"
+    return f"{type(err).__name__}: {one_line(err, width=200)}"

@@ -68,23 +68,32 @@ def mlp_onnx(tmp_path_factory, mlp_case) -> str:
     return str(path)
 
 
-def start_rpc(key: str, servers: int = 1):
-    """A real TVM RPC tracker with `servers` RPC servers registered under `key` on this machine (what
-    phones would register with). Returns ("127.0.0.1:port", stop)."""
+def wait_registered(address: str, key: str, count: int = 1, timeout: float = 30.0, alive=lambda: True) -> bool:
+    """Wait until the tracker at `address` has `count` free servers under `key` (they register
+    asynchronously); False on timeout or once `alive()` says the server died."""
     import time
 
     from tvm import rpc
+
+    host, port = address.rsplit(":", 1)
+    deadline = time.monotonic() + timeout
+    while rpc.connect_tracker(host, int(port)).summary()["queue_info"].get(key, {}).get("free", 0) < count:
+        if not alive() or time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def start_rpc(key: str, servers: int = 1):
+    """A real TVM RPC tracker with `servers` RPC servers registered under `key` on this machine (what
+    phones would register with). Returns ("127.0.0.1:port", stop)."""
     from tvm.rpc.server import Server
     from tvm.rpc.tracker import Tracker
 
     tracker = Tracker(host="127.0.0.1", port=9190, port_end=9290, silent=True)
     started = [Server(host="127.0.0.1", port=9300, port_end=9400, key=key, tracker_addr=("127.0.0.1", tracker.port),
                       silent=True) for _ in range(servers)]
-    for _ in range(600):  # servers register asynchronously (up to 30 s on a slow machine)
-        queue = rpc.connect_tracker("127.0.0.1", tracker.port).summary()["queue_info"].get(key, {})
-        if queue.get("free", 0) >= servers:
-            break
-        time.sleep(0.05)
+    wait_registered(f"127.0.0.1:{tracker.port}", key, servers, timeout=30)  # up to 30 s on a slow machine
 
     def stop():
         for server in started:

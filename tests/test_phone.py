@@ -15,11 +15,10 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
-from conftest import assert_close, start_rpc
+from conftest import assert_close, start_rpc, wait_registered
 from test_rt3_levels import SPARSITIES, X, levels_doc, mlp_model, reference
 
 import gearshift
@@ -202,20 +201,14 @@ def test_rt3_artifact_switches_levels_in_the_phone(phone, tmp_path):
 @pytest.fixture(scope="module")
 def phone_server(phone):
     """A tracker here and the emulated phone's RPC server (`gearshift device serve`) registered with it."""
-    from tvm import rpc
-
     address, stop_tracker = start_rpc("unused", servers=0)
     server = subprocess.Popen([sys.executable, "-m", "gearshift.cli", "device", "serve", "--tracker", address,
                                "--key", "emulated-phone", "--host", "127.0.0.1", "--port", "9500"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    host, port = address.split(":")
-    deadline = time.monotonic() + 180
-    while rpc.connect_tracker(host, int(port)).summary()["queue_info"].get("emulated-phone", {}).get("free", 0) < 1:
-        if server.poll() is not None or time.monotonic() > deadline:
-            server.kill()
-            stop_tracker()
-            pytest.fail(f"the emulated phone never registered: {server.stdout.read()[-2000:]}")
-        time.sleep(0.5)
+    if not wait_registered(address, "emulated-phone", timeout=180, alive=lambda: server.poll() is None):
+        server.kill()
+        stop_tracker()
+        pytest.fail(f"the emulated phone never registered: {server.stdout.read()[-2000:]}")
     yield address
     os.killpg(server.pid, 15)
     server.wait(timeout=30)
