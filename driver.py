@@ -149,7 +149,7 @@ def generate(prepared: Prepared, imported: Imported, info: TargetInfo, log: Log 
     with tvm_target:
         executable = tvm.compile(prepared.model, target=tvm_target, relax_pipeline=pipeline(tvm_target, kernels, tuned))
     t2 = time.perf_counter()
-    unscheduled = sorted(k for k, rule in kernels.items() if rule in ("unscheduled", "Fallback"))
+    unscheduled = sorted(k for k, rule in kernels.items() if rule in ("unscheduled", "Fallback", "dlight.Fallback"))
     searched = sorted(k for k, rule in kernels.items() if rule.startswith("MetaSchedule"))
     log(f"code: built for {info.name} ({t2 - t1:.1f} s); {len(kernels)} kernels"
         + (f", without a dedicated schedule: {', '.join(unscheduled)}" if unscheduled else "")

@@ -1,0 +1,78 @@
+"""Check a model's GPU build without a GPU: every OpenCL kernel run on pocl, in graph order.
+
+    load -> import -> prepare (graph passes, GPU kernels) -> GPU scheduling -> run on pocl
+         -> each kernel against its unscheduled form, the outputs against ONNX Runtime
+
+`gearshift check-gpu` and the GPU tests use this. The kernels are exactly those of the artifact
+`gearshift compile --target mali-g76|adreno-640` writes; they run on this machine's OpenCL (pocl on
+the CPU), so the results are real and the times are not a GPU's (none are reported).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from gearshift.driver import build, prepare
+from gearshift.frontend.importer import to_relax
+from gearshift.frontend.load import load
+from gearshift.relay_passes.plan import SparsityPlan
+from gearshift.runtime.opencl_graph import GraphRun, run_graph
+from gearshift.schedules.pipeline import gpu_scheduling_passes
+from gearshift.schedules.targets import get_target
+from gearshift.spec import Log
+
+
+@dataclass
+class GpuCheck:
+    target: str
+    run: GraphRun
+    reference: list[np.ndarray]
+    reference_kind: str  # "ONNX Runtime" (no layer rewritten) or "host build" (the same compressed model on this CPU)
+    layers: list  # the compile report's sparse layers
+
+    @property
+    def output_error(self) -> float:
+        return max(float(np.abs(got - ref).max() / max(1.0, float(np.abs(ref).max())))
+                   for got, ref in zip(self.run.outputs, self.reference))
+
+    def matches(self, atol: float = 1e-4, rtol: float = 1e-3) -> bool:
+        return all(np.allclose(got, ref, atol=atol, rtol=rtol) for got, ref in zip(self.run.outputs, self.reference))
+
+
+def check_gpu(model, target: str, inputs: dict[str, np.ndarray], sparsity: str | SparsityPlan | None = "dense",
+              log: Log = lambda _m: None, **load_args) -> GpuCheck:
+    """Build `model` for the GPU `target` as `compile` does and run every kernel on this machine's
+    OpenCL. The reference is ONNX Runtime where no layer was rewritten; where layers were pruned,
+    ONNX Runtime computes the unpruned model, so the reference is the same compressed model built for
+    this CPU (whose kernels the CPU tests check against ONNX Runtime and numpy)."""
+    info = get_target(target)
+    proto = load(model, **load_args)
+    imported = to_relax(proto)
+    plan = SparsityPlan.parse(sparsity) if isinstance(sparsity, str) or sparsity is None else sparsity
+    prepared = prepare(imported, info, plan, log)
+    tvm_target = info.tvm_target()
+    rules: dict = {}
+    originals: dict = {}
+    with tvm_target:
+        scheduled = tvm.transform.Sequential(gpu_scheduling_passes(tvm_target, rules, originals))(prepared.model)
+    args = [np.asarray(inputs[spec.name], spec.dtype) for spec in imported.inputs] + list(prepared.weights)
+    run = run_graph(scheduled, args, tvm_target, rules, originals, log)
+    feeds = {spec.name: np.asarray(inputs[spec.name], spec.dtype) for spec in imported.inputs}
+    if any(layer.decision != "dense" for layer in prepared.layers) or (plan is not None and plan.active):
+        host = build(to_relax(proto), "host", sparsity=plan)
+        vm = relax.VirtualMachine(host.executable, tvm.cpu())
+        out = vm["main"](*[tvm.runtime.tensor(feeds[s.name]) for s in host.inputs],
+                         *[tvm.runtime.tensor(w) for w in host.weights.values()])
+        outs = list(out) if isinstance(out, (list, tuple)) or hasattr(out, "__len__") and not hasattr(out, "numpy") \
+            else [out]
+        return GpuCheck(target, run, [o.numpy() for o in outs], "host build", prepared.layers)
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return GpuCheck(target, run, session.run(None, feeds), "ONNX Runtime", prepared.layers)
+
+
