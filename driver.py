@@ -7,7 +7,9 @@ device; `build` is both. `gearshift.compile_model`, `compile_levels` and the lev
 
 CPU targets: dense layers move onto the packed-weight kernel (`relay_passes/dense_layout.py`), whose
 packing joins the other weight transforms at compile time, and every kernel gets a schedule from
-`schedules/cpu/`. GPU targets get DLight's generic GPU rules through TVM's default GPU pipeline.
+`schedules/cpu/`. GPU targets: the sparse layers get OpenCL kernels (`schedules/kernels/gpu_*.py`),
+chosen by the GPU cost estimate (`relay_passes/gpu_costs.py`); the dense kernels get the GPU rules
+of `schedules/gpu/`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import tvm
-from gearshift.errors import TargetError
 from gearshift.frontend.importer import Imported
 from gearshift.relay_passes import clip_gathers, split_weight_transforms
 from gearshift.relay_passes.block_sparse import block_sparsify
@@ -28,6 +29,7 @@ from gearshift.relay_passes.plan import SparsityPlan
 from gearshift.relay_passes.walk import NOTHING_FOUND
 from gearshift.relay_passes.weights import TRANSFORM, lifted_names
 from gearshift.schedules.cpu.microkernel import microkernel
+from gearshift.schedules.gpu.devices import gpu_spec
 from gearshift.schedules.knobs import Tuning
 from gearshift.schedules.pipeline import pipeline
 from gearshift.schedules.targets import TargetInfo, get_target
@@ -98,11 +100,15 @@ def prepare(imported: Imported, info: TargetInfo, sparsity: SparsityPlan | None 
     tuned: list = []  # (kernel, knobs) that this model's sparse kernels took from `tuning`
     dense_layers = 0
     used_before = len(tuning.used) if tuning is not None else 0
-    if sparsity is not None and sparsity.active and info.is_gpu and sparsity.only_found:
-        sparsity = None  # the GPU kernels are dense: structure found in the weights is not used there
-    if sparsity is not None and sparsity.active and info.is_gpu:
-        raise TargetError(f"block-sparse kernels exist for CPU targets only; {info.name} is a GPU target")
-    if not info.is_gpu:
+    if info.is_gpu:
+        if sparsity is not None and sparsity.active:
+            gpu = gpu_spec(tvm_target)
+            model, weights, names, layers = block_sparsify(model, weights, names, sparsity, None, 1, log, gpu=gpu)
+            model, weights, names, conv_layers = pattern_sparsify(model, weights, names, sparsity, None, 1, log,
+                                                                  gpu=gpu)
+            layers += conv_layers
+            log_layers(layers, log)
+    else:
         micro = microkernel(tvm_target)
         if sparsity is not None and sparsity.active:
             cores = int(tvm_target.attrs.get("num-cores", 1))

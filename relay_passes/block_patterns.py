@@ -17,7 +17,7 @@ PATTERN_BLOCK = (4, 4)  # the block of dense-layer patterns when the spec names 
 PATTERN_BLOCKS = ((16, 4), (4, 4), (8, 1), (2, 8), (4, 8), (8, 4))  # where existing patterns are looked for, in turn
 
 
-def choose_patterns(spec: LayerSpec, wt: np.ndarray, m: int, micro: Microkernel, report: LayerReport):
+def choose_patterns(spec: LayerSpec, wt: np.ndarray, m: int, micro: Microkernel | None, report: LayerReport):
     """Block patterns (RT3): the library W's blocks already follow, or a projection onto K patterns
     with the `sparsity` fraction of blocks removed. Returns ((r, c), pruned Wᵀ, masks) or None."""
     n, k = wt.shape
@@ -42,7 +42,7 @@ def choose_patterns(spec: LayerSpec, wt: np.ndarray, m: int, micro: Microkernel,
     return (r, c), pruned, masks
 
 
-def vectorises(masks: np.ndarray, m: int, k: int, micro: Microkernel) -> bool:
+def vectorises(masks: np.ndarray, m: int, k: int, micro: Microkernel | None) -> bool:
     """Whether the kernel runs these block patterns as patterns: along the activations any masks, along
-    the outputs (tall blocks) only whole-column ones."""
-    return choose_tile(m, k, masks.shape[1], micro).along == "activations" or kept_columns(masks) is not None
+    the outputs (tall blocks) only whole-column ones. The GPU kernel (micro None) runs any masks."""
+    return micro is None or choose_tile(m, k, masks.shape[1], micro).along == "activations" or kept_columns(masks) is not None

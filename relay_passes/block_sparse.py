@@ -24,7 +24,7 @@ from tvm import relax
 from tvm.relax.expr_functor import mutator
 
 from gearshift.compress.blocks import detect_blocks, project
-from gearshift.relay_passes import circulant
+from gearshift.relay_passes import circulant, gpu_costs
 from gearshift.relay_passes.block_patterns import choose_patterns
 from gearshift.relay_passes.costs import CANDIDATES, dense_cost, sparse_cost
 from gearshift.relay_passes.epilogue import find_epilogues
@@ -32,8 +32,10 @@ from gearshift.relay_passes.found import found_dense
 from gearshift.relay_passes.exprs import bias_add_of, bias_adds, dims, weight_matmul
 from gearshift.relay_passes.plan import LayerSpec, SparsityPlan
 from gearshift.relay_passes.walk import (LayerReport, WeightLayerWalk, build_for_host, mark_found, new_weight,
-                                        nothing_found, pad_blocks, rewrite_main)
+                                        nothing_found, opencl_error, pad_blocks, rewrite_main)
 from gearshift.schedules.cpu.microkernel import Microkernel
+from gearshift.schedules.gpu.devices import GpuSpec
+from gearshift.schedules.kernels.gpu_bsr import gpu_bsr_matmul
 from gearshift.schedules.knobs import Tuning, bsr_task, bsr_tile
 from gearshift.schedules.kernels.bsr import Tile, bsr_matmul, choose_tile, kept_columns, to_block_patterns, to_bsr
 from gearshift.schedules.kernels.epilogue import apply_numpy
@@ -44,11 +46,13 @@ from gearshift.spec import Log
 
 # -- the pass ---------------------------------------------------------------------------------
 def block_sparsify(mod: tvm.IRModule, weights: list[np.ndarray], names: list[str], plan: SparsityPlan,
-                   micro: Microkernel, threads: int = 1, log: Log = lambda _m: None, tuning: Tuning | None = None
+                   micro: Microkernel | None, threads: int = 1, log: Log = lambda _m: None,
+                   tuning: Tuning | None = None, gpu: GpuSpec | None = None
                    ) -> tuple[tvm.IRModule, list[np.ndarray], list[str], list[LayerReport]]:
     """Rewrite `mod["main"]` (weights, names: its weight parameters' values and names, in order).
     Returns the module, the new weights and names (in the new parameter order) and a report per
-    candidate layer. `tuning`: tuned kernel knobs to use where it has them (`schedules/knobs.py`)."""
+    candidate layer. `tuning`: tuned kernel knobs to use where it has them (`schedules/knobs.py`).
+    `gpu`: a GPU target's spec; the layers then get the OpenCL kernels and the GPU cost estimate."""
     main = mod["main"]
     num_input = int(main.attrs["num_input"])
     params = list(main.params[num_input:])
@@ -57,7 +61,7 @@ def block_sparsify(mod: tvm.IRModule, weights: list[np.ndarray], names: list[str
     epilogues = _epilogues(main, values, either)
     biases.update({v: either[v] for v in epilogues if v in either})
     rewriter = _BlockSparsify(mod, values, dict(zip(params, names)), biases, plan, micro, threads, log)
-    rewriter.epilogues, rewriter.tuning = epilogues, tuning
+    rewriter.epilogues, rewriter.tuning, rewriter.gpu = epilogues, tuning, gpu
     return rewrite_main(rewriter, main, params)
 
 
@@ -106,12 +110,14 @@ class _BlockSparsify(WeightLayerWalk):
         if spec.kind == "bsr":
             choice = self._choose(spec, weight.T, m, report)
         else:
-            choice = choose_patterns(spec, weight.T, m, self.micro, report)
+            choice = choose_patterns(spec, weight.T, m, self.micro if self.gpu is None else None, report)
         mark_found(report, found)
         if choice is None:
             return new
         (r, c), pruned_t, masks = choice
         self.values[w] = np.ascontiguousarray(pruned_t.T)  # a layer left dense still computes the pruned function
+        if self.gpu is not None:
+            return self._rewrite_gpu(var, new, x, w, spec, report, (r, c), pruned_t, masks, m)
         tile = choose_tile(m, k, r, self.micro)
         if masks is not None and tile.along != "activations" and kept_columns(masks) is None:
             masks = None  # along the outputs only whole-column patterns vectorise: the others run as full blocks
@@ -151,6 +157,45 @@ class _BlockSparsify(WeightLayerWalk):
         report.packed_bytes = data.nbytes + indices.nbytes + indptr.nbytes
         return self._emit(name, x, kernel, (data, indices, indptr), spec.kind, bias_param, m, k, n)
 
+    def _rewrite_gpu(self, var, new, x, w, spec, report, block, pruned_t, masks, m) -> relax.Expr:
+        """The GPU form of `_rewrite`'s second half: gpu_bsr_matmul, decided by the GPU cost estimate
+        and checked on this machine's OpenCL (pocl) where it has one."""
+        name, (r, c), (n, k) = self.names[w], block, pruned_t.shape
+        data, indices, indptr = to_bsr(pruned_t, r, c) if masks is None else to_block_patterns(pruned_t, masks)
+        entries = None if masks is None else data.shape[1]
+        estimate = gpu_costs.compare(gpu_costs.dense_matmul(m, k, n, self.gpu),
+                                     gpu_costs.sparse_matmul(m, k, n, r, c, len(indices), self.gpu, entries))
+        report.gpu = estimate
+        report.density = float((pruned_t != 0).mean()) if masks is not None else len(indices) / ((n // r) * (k // c))
+        report.nnz_blocks, report.predicted_speedup = len(indices), estimate["predicted_speedup"]
+        capacity = self.plan.capacity.get(name)
+        if report.predicted_speedup <= 1.0 and capacity is None:
+            report.why = (f"GPU cost estimate: {report.block} at density {report.density:.2f} predicted "
+                          f"{report.predicted_speedup:.2f}x of dense")
+            return new
+        if capacity is not None:
+            data, indices = pad_blocks(data, capacity), pad_blocks(indices, capacity)
+        bias_param = self.biases.get(var)
+        bias = self.values[bias_param] if bias_param is not None else np.zeros(n, np.float32)
+        epilogue = self.epilogues.get(var)
+        steps = epilogue.steps if epilogue is not None else None
+        kernel = gpu_bsr_matmul(m, k, n, r, c, len(indices), self.gpu, masks, steps)
+        error = None
+        if self.plan.check:
+            xs = np.random.default_rng(0).standard_normal((m, k)).astype(np.float32)
+            expected = apply_numpy(steps, xs.astype(np.float64) @ pruned_t.T.astype(np.float64) + bias)
+            error = opencl_error(kernel, self.gpu.name, [xs, data, indices, indptr, bias.astype(np.float32)], expected)
+        if not self.kernel_passes(report, name, spec.kind, error):
+            return new
+        if bias_param is not None:
+            self.bias_done.add(var)
+        if epilogue is not None:
+            self.epilogue_done.update(dict.fromkeys(epilogue.members, var))
+            report.epilogue = epilogue.name
+        report.decision, report.why = spec.kind, spec_reason(spec)
+        report.packed_bytes = data.nbytes + indices.nbytes + indptr.nbytes
+        return self._emit(name, x, kernel, (data, indices, indptr), spec.kind, bias_param, m, k, n)
+
     def _choose(self, spec: LayerSpec, wt: np.ndarray, m: int, report: LayerReport):
         n, k = wt.shape
         if spec.sparsity is None and spec.block:  # the zeros the weight has, in the blocks given
@@ -171,7 +216,8 @@ class _BlockSparsify(WeightLayerWalk):
         for r, c in fitting:
             pruned = wt if spec.sparsity is None else project(wt, r, c, spec.sparsity)
             nnz = int((np.abs(pruned.reshape(n // r, r, k // c, c)).sum(axis=(1, 3)) != 0).sum())
-            cost = sparse_cost(m, k, r, c, max(nnz, 1), self.micro)
+            cost = sparse_cost(m, k, r, c, max(nnz, 1), self.micro) if self.gpu is None else \
+                gpu_costs.sparse_matmul(m, k, n, r, c, max(nnz, 1), self.gpu).microseconds
             if best is None or cost < best[0]:
                 best = (cost, (r, c), pruned)
         report.block = f"{best[1][0]}x{best[1][1]}"

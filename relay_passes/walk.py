@@ -36,6 +36,7 @@ class LayerReport:
     check_error: float | None = None
     epilogue: str = ""  # the elementwise ops the kernel applies on the way out (e.g. "relu"), if any
     found: bool = False  # the structure was found in the weight (the default spec), not asked for
+    gpu: dict | None = None  # GPU targets: the predicted dense and sparse kernel times (`gpu_costs.compare`)
 
 
 def new_weight(new_weights: list, name: str, value: np.ndarray) -> relax.Var:
@@ -77,6 +78,7 @@ class WeightLayerWalk(PyExprMutator):
         self.epilogues: dict = {}  # producer var -> Epilogue its kernel may apply (set by the pass)
         self.epilogue_done: dict = {}  # binding var of a fused epilogue -> the producer var whose kernel applied it
         self.current = None  # the var of the binding being visited
+        self.gpu = None  # GpuSpec on GPU targets: the GPU kernels and cost estimate replace the CPU ones
 
     def visit_var_binding_(self, binding: relax.VarBinding) -> None:
         self.current = binding.var
@@ -131,3 +133,18 @@ def build_for_host(func: tvm.tirx.PrimFunc):
     checks run."""
     return tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
                        target=tvm.target.Target({"kind": "llvm"}))
+
+
+def opencl_error(kernel: tvm.tirx.PrimFunc, target_name: str, inputs: list[np.ndarray], expected: np.ndarray
+                 ) -> float | None:
+    """A GPU kernel's check: its OpenCL run on this machine's OpenCL implementation (pocl) against
+    `expected` (float64): max |error| / max(1, max |expected|). None where this machine has no OpenCL
+    (the report then says "not checked")."""
+    from gearshift.runtime import opencl
+    from gearshift.schedules.targets import get_target
+
+    if opencl.available() is not None:
+        return None
+    program = opencl.opencl_program(kernel, get_target(target_name).tvm_target())
+    out = opencl.Pocl().run(program, [*inputs, np.zeros(expected.shape, np.float32)])[-1]
+    return float(np.abs(out - expected).max() / max(1.0, np.abs(expected).max()))

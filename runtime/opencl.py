@@ -235,7 +235,7 @@ class Pocl:
                     args.append(np.array(arg[1], dtype=arg[2]))
             global_size = tuple(g * b for g, b in zip(launch.grid, launch.block))
             kernel(self.queue, global_size, launch.block, *args)
-        out = [np.empty_like(a) for a in arrays]
+        out = [np.empty(a.shape, a.dtype) for a in arrays]
         for host, buf in zip(out, buffers):
             if host.nbytes:
                 self.cl.enqueue_copy(self.queue, host, buf)
