@@ -10,7 +10,8 @@ the CPU), so the results are real and the times are not a GPU's (none are report
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
 import numpy as np
 import tvm
@@ -63,16 +64,28 @@ def check_gpu(model, target: str, inputs: dict[str, np.ndarray], sparsity: str |
     run = run_graph(scheduled, args, tvm_target, rules, originals, log)
     feeds = {spec.name: np.asarray(inputs[spec.name], spec.dtype) for spec in imported.inputs}
     if any(layer.decision != "dense" for layer in prepared.layers) or (plan is not None and plan.active):
-        host = build(to_relax(proto), "host", sparsity=plan)
+        host = build(to_relax(proto), "host", sparsity=pinned(plan, prepared.layers))
         vm = relax.VirtualMachine(host.executable, tvm.cpu())
         out = vm["main"](*[tvm.runtime.tensor(feeds[s.name]) for s in host.inputs],
                          *[tvm.runtime.tensor(w) for w in host.weights.values()])
         outs = list(out) if isinstance(out, (list, tuple)) or hasattr(out, "__len__") and not hasattr(out, "numpy") \
             else [out]
         return GpuCheck(target, run, [o.numpy() for o in outs], "host build", prepared.layers)
-    import onnxruntime as ort
+    import onnxruntime as ort  # noqa: I001  (imported here: only the dense case needs it)
 
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     return GpuCheck(target, run, session.run(None, feeds), "ONNX Runtime", prepared.layers)
 
 
+
+
+def pinned(plan: SparsityPlan, layers: list) -> SparsityPlan:
+    """`plan` with each BSR layer's block shape fixed to the one the GPU build chose, so that the host
+    build prunes every layer as the GPU build did (the CPU cost model may prefer another shape)."""
+    pins = []
+    for layer in layers:
+        spec = plan.for_layer(layer.name)
+        if spec.kind == "bsr" and spec.block is None and layer.decision == "bsr" and layer.block:
+            r, c = (int(v) for v in layer.block.split()[0].split("x"))
+            pins.append((re.compile(f"^{re.escape(layer.name)}$"), replace(spec, block=(r, c))))
+    return replace(plan, overrides=pins + list(plan.overrides))

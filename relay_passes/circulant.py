@@ -17,11 +17,15 @@ import functools
 import numpy as np
 import tvm
 from gearshift.compress.circulant import detect_block, project, reconstruct
+from gearshift.relay_passes import gpu_costs
 from gearshift.relay_passes.costs import choose_path, dense_cost, direct_cost, fft_cost
 from gearshift.relay_passes.exprs import dims
 from gearshift.relay_passes.walk import build_for_host as compiled
-from gearshift.relay_passes.walk import new_weight
+from gearshift.relay_passes.walk import new_weight, opencl_error
 from gearshift.schedules.kernels import circulant as kernels
+from gearshift.schedules.kernels.gpu_circulant import gpu_circulant_direct
+
+GPU_PANEL = 4  # the frequency weights' column panel on GPUs (the TE MAC reads them through it)
 from tvm import relax, te
 
 
@@ -43,6 +47,8 @@ def rewrite(walk, var, new: relax.Expr, x: relax.Expr, w: relax.Var, spec, repor
         return new
     vectors = project(wt, b)
     walk.values[w] = np.ascontiguousarray(reconstruct(vectors, n, k).T)  # left dense, it still computes this
+    if walk.gpu is not None:
+        return _rewrite_gpu(walk, var, new, x, w, spec, report, vectors, m)
     lanes = walk.micro.lanes
     path = spec.path or choose_path(m, k, n, b, lanes)
     if path == "direct" and (n % b or k % b):
@@ -63,6 +69,87 @@ def rewrite(walk, var, new: relax.Expr, x: relax.Expr, w: relax.Var, spec, repor
     error = check(form, (m, k, n, b, walk.threads, lanes, budget), reconstruct(vectors, n, k).T, bias, arrays)
     if not walk.kernel_passes(report, name, "circulant", error):
         return new
+    direct_kernel = kernels.direct(m, k, n, b, lanes, budget, walk.threads) if path == "direct" else None
+    first = kernels.dft_pairs(m, k, b, lanes, walk.threads) if path == "fft" and k % b == 0 else None
+    return _emit(walk, var, x, name, spec, report, arrays, form, (m, k, n, b), direct_kernel, first,
+                 lambda bb, xq, stored: _mac(bb, form, xq, stored, m, k, n, b, lanes, budget))
+
+
+def _rewrite_gpu(walk, var, new, x, w, spec, report, vectors: np.ndarray, m: int) -> relax.Expr:
+    """The GPU form: the direct kernel (`gpu_circulant_direct`) or the FFT path's TE kernels (scheduled
+    by the GPU Matmul rules), whichever the GPU cost estimate predicts faster, if faster than dense."""
+    name, (nb, kb, b) = walk.names[w], vectors.shape
+    k, n = walk.values[w].shape
+    dense = gpu_costs.dense_matmul(m, k, n, walk.gpu)
+    paths = {"fft": gpu_costs.circulant_fft(m, k, n, b, walk.gpu)}
+    if n % b == 0 and k % b == 0:
+        paths["direct"] = gpu_costs.circulant_direct(m, k, n, b, walk.gpu)
+    if spec.path is not None and spec.path not in paths:
+        report.why = f"the direct circulant kernel needs b={b} to divide N={n} and K={k}"
+        return new
+    path = spec.path or min(paths, key=lambda p: paths[p].microseconds)
+    estimate = gpu_costs.compare(dense, paths[path])
+    report.gpu, report.block, report.density = estimate, f"b={b} {path}", 1.0 / b
+    report.predicted_speedup = estimate["predicted_speedup"]
+    if report.predicted_speedup <= 1.0 and spec.path is None:
+        report.why = f"GPU cost estimate: circulant b={b} ({path}) predicted {report.predicted_speedup:.2f}x of dense"
+        return new
+    bias_param = walk.biases.get(var)
+    bias = walk.values[bias_param] if bias_param is not None else np.zeros(n, np.float32)
+    form = "direct" if path == "direct" else "gemm"
+    arrays = _arrays(vectors, form, GPU_PANEL)
+    direct_kernel = gpu_circulant_direct(m, k, n, b, walk.gpu) if path == "direct" else None
+    error = None
+    if walk.plan.check:
+        xs = np.random.default_rng(0).standard_normal((m, k)).astype(np.float32)
+        expected = xs.astype(np.float64) @ reconstruct(vectors, n, k).T.astype(np.float64) + bias
+        if direct_kernel is not None:
+            error = opencl_error(direct_kernel, walk.gpu.name, [xs, arrays[0], bias.astype(np.float32)], expected)
+        else:
+            error = _fft_error_on_opencl(walk.gpu.name, xs, arrays, bias, expected, nb)
+    if not walk.kernel_passes(report, name, "circulant", error):
+        return new
+    return _emit(walk, var, x, name, spec, report, arrays, form, (m, k, n, b), direct_kernel, None,
+                 lambda bb, xq, stored: bb.call_te(kernels.mac, xq, stored, 2 * nb, primfunc_name_hint="gs_circ_mac"))
+
+
+def _fft_error_on_opencl(target_name: str, xs, arrays, bias, expected, nb: int) -> float | None:
+    """The FFT path's three TE kernels, each scheduled by the target's GPU rules, run in turn on
+    this machine's OpenCL: max |error| / max(1, max |expected|); None without OpenCL here."""
+    from gearshift.runtime import opencl
+    from gearshift.schedules.gpu import default_rules
+    from gearshift.schedules.pipeline import first_rule
+    from gearshift.schedules.targets import get_target
+
+    if opencl.available() is not None:
+        return None
+    target = get_target(target_name).tvm_target()
+    weights, d, e = arrays
+    x = te.placeholder(xs.shape, name="x")
+    wp, dp, ep = (te.placeholder(a.shape, name=nm) for a, nm in zip(arrays, ("w", "d", "e")))
+    a = kernels.pairs(kernels.dft(x, dp))
+    yf = kernels.mac(a, wp, 2 * nb)
+    bias_t = te.placeholder(bias.shape, name="bias")
+    stages = [([x, dp], a), ([a, wp], yf), ([yf, ep, bias_t], kernels.idft(yf, ep, bias_t))]
+    values = {x: xs, dp: d, ep: e, wp: weights, bias_t: bias.astype(np.float32)}
+    pocl = opencl.Pocl()
+    for inputs, output in stages:
+        func = te.create_prim_func([*inputs, output])
+        with target:
+            _, scheduled = first_rule(func, target, default_rules(target))
+        program = opencl.opencl_program(scheduled, target)
+        shape = tuple(int(s) for s in output.shape)
+        values[output] = pocl.run(program, [*(values[t] for t in inputs), np.zeros(shape, np.float32)])[-1]
+    m, n = expected.shape
+    got = values[stages[-1][1]].reshape(m, -1)[:, :n]
+    return float(np.abs(got - expected).max() / max(1.0, np.abs(expected).max()))
+
+
+def _emit(walk, var, x, name, spec, report, arrays, form, sizes, direct_kernel, first, mac) -> relax.Expr:
+    """The rewritten layer's calls: the direct kernel, or the FFT path (`first`: a TIR kernel doing
+    the DFT and the pair layout at once, else the two TE stages; `mac(bb, xq, stored)`: the products)."""
+    m, k, n, b = sizes
+    bias_param = walk.biases.get(var)
     if bias_param is not None:
         walk.bias_done.add(var)
     report.decision = "circulant"
@@ -74,22 +161,21 @@ def rewrite(walk, var, new: relax.Expr, x: relax.Expr, w: relax.Var, spec, repor
         x2 = bb.emit(relax.op.reshape(x2, (m, k)))
     bias_expr = walk.visit_expr(bias_param) if bias_param is not None else relax.const(np.zeros(n, np.float32))
     stored = new_weight(walk.new_weights, f"{name}.circulant_{form}", arrays[0])
-    if path == "fft":
+    if direct_kernel is None:
         d, e = (relax.const(a) for a in arrays[1:])
-        if k % b == 0:
-            dft = bb.add_func(kernels.dft_pairs(m, k, b, lanes, walk.threads), "gs_circ_dft_pairs")
+        if first is not None:
+            dft = bb.add_func(first, "gs_circ_dft_pairs")
             xq = bb.emit(relax.call_tir(dft, [x2, d], relax.TensorType((max(b // 2, 1), m, 2 * k // b), "float32")))
-        else:  # x's last piece is padded: the two TE kernels
+        else:  # x's last piece is padded, or a GPU target: the two TE kernels
             xq = bb.emit(bb.call_te(kernels.dft, x2, d, primfunc_name_hint="gs_circ_dft"))
             xq = bb.emit(bb.call_te(kernels.pairs, xq, primfunc_name_hint="gs_circ_pairs"))
-        yf = bb.emit(_mac(bb, form, xq, stored, m, k, n, b, lanes, budget))
+        yf = bb.emit(mac(bb, xq, stored))
         blocks = bb.emit(bb.call_te(kernels.idft, yf, e, bias_expr, primfunc_name_hint="gs_circ_idft"))
         out = relax.op.reshape(blocks, (m, blocks.ty.shape[1] * b))
         if n % b:
             out = relax.op.strided_slice(bb.emit(out), axes=[1], begin=[0], end=[n])
     else:
-        kernel = kernels.direct(m, k, n, b, lanes, walk.micro.rows * walk.micro.vectors, walk.threads)
-        out = relax.call_tir(bb.add_func(kernel, "gs_circ_direct"), [x2, stored, bias_expr],
+        out = relax.call_tir(bb.add_func(direct_kernel, "gs_circ_direct"), [x2, stored, bias_expr],
                              relax.TensorType((m, n), "float32"))
     if len(x.ty.shape) != 2:
         out = relax.op.reshape(bb.emit(out), [*dims(x)[:-1], n])

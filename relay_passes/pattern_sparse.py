@@ -25,13 +25,16 @@ from tvm import relax
 from tvm.relax.expr_functor import mutator
 
 from gearshift.compress.patterns import fits, library, project
+from gearshift.relay_passes import gpu_costs
 from gearshift.relay_passes.costs import PATTERN_MAX_DENSITY
 from gearshift.relay_passes.exprs import bias_adds, dims, is_op, static_f32
 from gearshift.relay_passes.found import found_conv
 from gearshift.relay_passes.plan import LayerSpec, SparsityPlan
 from gearshift.relay_passes.walk import (LayerReport, WeightLayerWalk, build_for_host, mark_found, new_weight,
-                                        nothing_found, rewrite_main)
+                                        nothing_found, opencl_error, rewrite_main)
 from gearshift.schedules.cpu.microkernel import Microkernel
+from gearshift.schedules.gpu.devices import GpuSpec
+from gearshift.schedules.kernels.gpu_pattern_conv import gpu_pattern_conv2d
 from gearshift.spec import Log
 from gearshift.schedules.knobs import Tuning, pattern_conv_task
 from gearshift.schedules.kernels.pattern_conv import (default_group, out_extent, pack, padded_extent,
@@ -40,7 +43,8 @@ from gearshift.schedules.kernels.pattern_conv import (default_group, out_extent,
 
 
 def pattern_sparsify(mod: tvm.IRModule, weights: list[np.ndarray], names: list[str], plan: SparsityPlan,
-                     micro: Microkernel, threads: int = 1, log: Log = lambda _m: None, tuning: Tuning | None = None
+                     micro: Microkernel | None, threads: int = 1, log: Log = lambda _m: None,
+                     tuning: Tuning | None = None, gpu: GpuSpec | None = None
                      ) -> tuple[tvm.IRModule, list[np.ndarray], list[str], list[LayerReport]]:
     """Rewrite `mod["main"]`'s pattern-spec convs (see the module docstring); as `block_sparsify`."""
     main = mod["main"]
@@ -48,7 +52,7 @@ def pattern_sparsify(mod: tvm.IRModule, weights: list[np.ndarray], names: list[s
     values = dict(zip(params, weights))
     biases = bias_adds(main, values, lambda call: is_op(call, "relax.nn.conv2d"), _channel_bias)
     rewriter = _PatternSparsify(mod, values, dict(zip(params, names)), biases, plan, micro, threads, log)
-    rewriter.tuning = tuning
+    rewriter.tuning, rewriter.gpu = tuning, gpu
     return rewrite_main(rewriter, main, params)
 
 
@@ -132,12 +136,14 @@ class _PatternSparsify(WeightLayerWalk):
         density = float((pruned != 0).mean())
         report.block, report.density = f"{len(masks)} patterns", density
         report.nnz_blocks = int((pruned.reshape(cout, cin, 9) != 0).any(axis=2).sum())
-        if density > PATTERN_MAX_DENSITY:
-            report.why = f"density {density:.2f} above {PATTERN_MAX_DENSITY}: the dense kernel is faster"
-            return new
         n, _, h, wd = dims(x)
         a = call.attrs
         pads, stride = tuple(int(p) for p in a.padding), int(a.strides[0])
+        if self.gpu is not None:
+            return self._rewrite_gpu(var, new, x, spec, report, pruned, masks, (n, cin, cout, h, wd, pads, stride))
+        if density > PATTERN_MAX_DENSITY:
+            report.why = f"density {density:.2f} above {PATTERN_MAX_DENSITY}: the dense kernel is faster"
+            return new
         group = default_group(cin, h, wd, pads, stride, self.micro.lanes, report.nnz_blocks / cout)
         block = None  # the rules' register block (`choose_block`)
         if self.tuning is not None:  # tuned knobs for this exact kernel, if the database has them
@@ -152,30 +158,61 @@ class _PatternSparsify(WeightLayerWalk):
             return new
         report.decision, report.why = "pattern", "existing patterns" if spec.patterns is None else f"projected ({spec})"
         report.packed_bytes = sum(arr.nbytes for arr in arrays)
-        bias_param = self.biases.get(var)
-        if bias_param is not None:
-            self.bias_done.add(var)
-            bias = new_weight(self.new_weights, f"{name}.pattern_bias", self.values[bias_param].reshape(cout))
-        else:
-            bias = relax.const(np.zeros(cout, np.float32))
+        bias = self._bias(var, name, cout)
         return self._emit(name, x, masks, arrays, sizes, cout, out_extent(h, wd, pads, stride), bias)
 
-    def _emit(self, name, x, masks, arrays, sizes, cout, extent, bias) -> relax.Expr:
-        bb = self.builder_
-        values, channels, offsets, order = arrays
-        kernel = pattern_conv2d(*sizes[:7], masks, sizes[9], sizes[10], sizes[11], block=sizes[13], ngroups=sizes[12])
-        structure = [channels, offsets, order]
+    def _rewrite_gpu(self, var, new, x, spec, report, pruned, masks, sizes) -> relax.Expr:
+        """The GPU form: gpu_pattern_conv2d where the GPU cost estimate predicts it beats dlight's
+        implicit-GEMM conv, checked on this machine's OpenCL (pocl) where it has one."""
+        n, cin, cout, h, wd, pads, stride = sizes
+        name, (oh, ow) = report.name, out_extent(h, wd, pads, stride)
+        arrays = pack(pruned, masks)
+        estimate = gpu_costs.compare(gpu_costs.dense_conv(n, cin, cout, oh, ow, self.gpu),
+                                     gpu_costs.pattern_conv(n, cin, cout, h, wd, oh, ow, report.nnz_blocks, self.gpu))
+        report.gpu, report.predicted_speedup = estimate, estimate["predicted_speedup"]
+        if report.predicted_speedup <= 1.0:
+            report.why = f"GPU cost estimate: pattern conv at density {report.density:.2f} predicted " \
+                         f"{report.predicted_speedup:.2f}x of dense"
+            return new
+        kernel = gpu_pattern_conv2d(n, cin, cout, h, wd, pads, stride, masks, len(arrays[1]), self.gpu)
+        error = None
+        if self.plan.check:
+            xs = np.random.default_rng(0).standard_normal((n, cin, h, wd)).astype(np.float32)
+            error = opencl_error(kernel, self.gpu.name, [xs, *arrays, np.zeros(cout, np.float32)],
+                                 reference_conv(xs, pruned, pads, stride))
+        if not self.kernel_passes(report, name, "pattern", error):
+            return new
+        report.decision, report.why = "pattern", "existing patterns" if spec.patterns is None else f"projected ({spec})"
+        report.packed_bytes = sum(arr.nbytes for arr in arrays)
+        bias = self._bias(var, name, cout)
+        return self._emit_call(name, x, kernel, arrays, bias, [n, cout, oh, ow])
+
+    def _bias(self, var, name: str, cout: int) -> relax.Expr:
+        bias_param = self.biases.get(var)
+        if bias_param is None:
+            return relax.const(np.zeros(cout, np.float32))
+        self.bias_done.add(var)
+        return new_weight(self.new_weights, f"{name}.pattern_bias", self.values[bias_param].reshape(cout))
+
+    def _emit_call(self, name, x, kernel, arrays, bias, out_shape) -> relax.Expr:
+        """The call of a pattern conv kernel: values as a weight; the structure arrays constants, or
+        weights in the runtime form (one executable for several pattern sets of equal size)."""
+        values, *structure = arrays
         if self.plan.form == "runtime":
             structure = [new_weight(self.new_weights, f"{name}.pattern_{part}", arr)
                          for part, arr in zip(("channels", "offsets", "order"), structure)]
         else:
             structure = [relax.const(arr) for arr in structure]
-        gv = bb.add_func(kernel, "gs_pattern_conv2d")
+        gv = self.builder_.add_func(kernel, "gs_pattern_conv2d")
+        return self.builder_.emit(relax.call_tir(
+            gv, [self.visit_expr(x), new_weight(self.new_weights, f"{name}.pattern_values", values), *structure, bias],
+            relax.TensorType(out_shape, "float32")))
+
+    def _emit(self, name, x, masks, arrays, sizes, cout, extent, bias) -> relax.Expr:
+        kernel = pattern_conv2d(*sizes[:7], masks, sizes[9], sizes[10], sizes[11], block=sizes[13], ngroups=sizes[12])
         n, _, _, h, w, pads, stride = sizes[:7]
         out_shape = [n, cout, *padded_extent(h, w, pads, stride, sizes[10], sizes[13])]
-        out = bb.emit(relax.call_tir(gv, [self.visit_expr(x), new_weight(self.new_weights, f"{name}.pattern_values", values),
-                                          *structure, bias],
-                                     relax.TensorType(out_shape, "float32")))
+        out = self._emit_call(name, x, kernel, arrays, bias, out_shape)
         if tuple(out_shape[2:]) != extent:
             out = relax.op.strided_slice(out, axes=[2, 3], begin=[0, 0], end=list(extent))
         return out

@@ -65,7 +65,7 @@ def _value(expr, env, mod, target, pocl, programs, rules, originals, run, log):
     if isinstance(expr, relax.Var):
         return env[expr]
     if isinstance(expr, tvm.ir.expr.Constant):
-        return expr.data.numpy()
+        return expr.value.numpy()
     if isinstance(expr, relax.Tuple):
         return tuple(of(f) for f in expr.fields)
     if isinstance(expr, relax.TupleGetItem):
