@@ -185,12 +185,14 @@ def log_layers(layers: list, log: Log) -> None:
         if layer.why == NOTHING_FOUND:
             continue
         found = "found in the weight: " if layer.found else ""
+        gpu = (f"; GPU estimate (predicted) {layer.gpu['dense']['microseconds']:.0f} us dense, "
+               f"{layer.gpu['sparse']['microseconds']:.0f} us {layer.gpu['sparse']['kernel']}") if layer.gpu else ""
         if layer.decision != "dense":
             log(f"  {layer.name}: {found}{layer.decision} {layer.block}, density {layer.density:.2f}, "
                 f"{layer.dense_bytes / 1e6:.2f} -> {layer.packed_bytes / 1e6:.2f} MB, "
-                + ("not checked" if layer.check_error is None else f"check error {layer.check_error:.1e}"))
+                + ("not checked" if layer.check_error is None else f"check error {layer.check_error:.1e}") + gpu)
         else:
-            log(f"  {layer.name}: {found}dense ({layer.why})")
+            log(f"  {layer.name}: {found}dense ({layer.why}){gpu}")
     sparse = [layer for layer in layers if layer.decision != "dense"]
     if layers:
         dense_mb = sum(layer.dense_bytes for layer in layers) / 1e6

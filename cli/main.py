@@ -9,6 +9,7 @@
     gearshift run DIR --inputs in.npz [-o out.npz] [--repeat N] [--json] [--level NAME]
                   (an ARM artifact on an x86 machine runs in the emulated phone: `make arm-env`)
     gearshift device setup | info | serve --tracker H:P --key K | python ...   (see cli/device.py)
+    gearshift check-gpu MODEL --target mali-g76|adreno-640 [--sparsity ...]   (see cli/gpu.py)
     gearshift profiles | levels DIR ... | rt3-report DIR ...   (RT3, see cli/rt3.py)
     gearshift targets
     gearshift demo [--repeat N]
@@ -102,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
 
     from gearshift.cli.bench import add_commands as add_bench_commands
     from gearshift.cli.device import add_commands as add_device_commands
+    from gearshift.cli.gpu import add_commands as add_gpu_commands
     from gearshift.cli.rt3 import add_commands as add_rt3_commands
     from gearshift.cli.tune import add_commands as add_tune_commands
 
@@ -109,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     add_tune_commands(sub)
     add_bench_commands(sub)
     add_device_commands(sub)
+    add_gpu_commands(sub)
     return p
 
 

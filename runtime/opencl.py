@@ -200,6 +200,7 @@ class Pocl:
     def __init__(self):
         self.cl, self.ctx, self.queue, self.device = _context()
         self._built: dict[str, object] = {}
+        self._kernels: dict[tuple[str, str], object] = {}
 
     def _program(self, source: str):
         if source not in self._built:
@@ -224,7 +225,9 @@ class Pocl:
         workspaces = [self.cl.Buffer(self.ctx, self.cl.mem_flags.READ_WRITE, max(size, 4)) for size in program.workspaces]
         built = self._program(program.source)
         for launch in program.launches:
-            kernel = getattr(built, launch.kernel)
+            kernel = self._kernels.get((program.source, launch.kernel))
+            if kernel is None:
+                kernel = self._kernels[(program.source, launch.kernel)] = self.cl.Kernel(built, launch.kernel)
             args = []
             for arg in launch.args:
                 if arg[0] == "param":

@@ -95,7 +95,7 @@ def _value(expr, env, mod, target, pocl, programs, rules, originals, run, log):
 def _on_cpu(func, inputs, outputs) -> list[np.ndarray]:
     host = tvm.target.Target({"kind": "llvm"})
     lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=host)
-    tensors = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in [*inputs, *outputs]]
+    tensors = [tvm.runtime.tensor(np.require(a, requirements="C")) for a in [*inputs, *outputs]]  # (keeps 0-d)
     lib["main"](*tensors)
     return [t.numpy() for t in tensors[len(inputs):]]
 

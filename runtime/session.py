@@ -43,14 +43,21 @@ class Session:
         if target.get("arch") != here:
             raise TargetError(f"{self.artifact.path} was built for {target.get('name')} ({target.get('arch')}); "
                               f"this machine is {here}: copy it to such a device")
-        if target.get("config", {}).get("kind", "llvm") != "llvm":
-            raise TargetError(f"{self.artifact.path} targets {target.get('name')}, a GPU this runtime cannot drive here")
-        missing = missing_features(target.get("config", {}))
+        self._gpu = target.get("config", {}).get("kind", "llvm") == "opencl"
+        if self._gpu:
+            problem = opencl_runtime_problem()
+            if problem:
+                raise TargetError(f"{self.artifact.path} targets {target.get('name')} through OpenCL, but {problem}: "
+                                  "run it on the phone (its TVM runtime built with OpenCL), or check its kernels "
+                                  "here with `gearshift check-gpu`")
+        elif target.get("config", {}).get("kind", "llvm") != "llvm":
+            raise TargetError(f"{self.artifact.path} targets {target.get('name')}, a GPU this runtime cannot drive")
+        missing = [] if self._gpu else missing_features(target.get("config", {}))
         if missing:
             raise TargetError(f"{self.artifact.path} was built for {target.get('name')} "
                               f"({target.get('config', {}).get('mcpu', '?')}), whose code uses {', '.join(missing)}; "
                               f"this CPU lacks it: compile for `host` or `x86-avx2` instead")
-        self._device = tvm.cpu()
+        self._device = tvm.opencl() if self._gpu else tvm.cpu()
         self._libraries: dict[str, object] = {}
         self._levels: dict[str, _Level] = {}
         for name in self.artifact.level_names:
@@ -95,7 +102,11 @@ class Session:
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one inference. Inputs are keyed by the model's input names."""
-        return dict(zip((o.name for o in self.outputs), as_arrays(self._call(self._prepare(inputs)))))
+        out = self._call(self._prepare(inputs))
+        if self._gpu:  # device memory: copied back
+            out = [out.numpy()] if hasattr(out, "numpy") else [o.numpy() for o in out]
+            return dict(zip((o.name for o in self.outputs), out))
+        return dict(zip((o.name for o in self.outputs), as_arrays(out)))
 
     def time(self, inputs: Mapping[str, np.ndarray], repeat: int = 20, warmup: int = 3) -> list[float]:
         """Latencies in milliseconds of `repeat` runs after `warmup` runs (inputs copied to the device once)."""
@@ -117,7 +128,7 @@ class Session:
         views = self._local.__dict__.setdefault("views", {})
         for spec, tensor in zip(self.inputs, staging):
             value = spec.check(inputs[spec.name])
-            if value.ctypes.data % ALIGNMENT == 0 and value.size and value.flags.writeable:  # read in place
+            if not self._gpu and value.ctypes.data % ALIGNMENT == 0 and value.size and value.flags.writeable:  # in place
                 # (see `aligned_empty`; DLPack cannot export a read-only numpy array). The view of the
                 # array passed last time is reused: a fresh view made each call slower by 20-40 us
                 # here; holding the array keeps its memory from being reused under the view.
@@ -145,6 +156,17 @@ class Session:
 
 
 ALIGNMENT = 64  # bytes: what TVM requires of memory it uses in place
+
+
+def opencl_runtime_problem() -> str | None:
+    """None where this process's TVM runtime can run OpenCL kernels, else why not (one line)."""
+    import tvm
+
+    if not tvm.runtime.enabled("opencl"):
+        return "the TVM runtime here was built without OpenCL (as PyPI's wheels are)"
+    if not tvm.opencl(0).exist:
+        return "the TVM runtime here finds no OpenCL device"
+    return None
 
 
 def aligned_empty(shape, dtype="float32") -> np.ndarray:

@@ -18,6 +18,7 @@ from tvm.relax.backend.cpu_generic import pipeline as stages  # (its package doe
 
 from tvm.relax.backend.gpu_generic import pipeline as gpu_stages
 
+from gearshift.relay_passes.opencl_legal import BoolsAsBytes, CNames
 from gearshift.schedules.cpu import default_rules
 from gearshift.schedules.gpu import default_rules as gpu_rules
 
@@ -89,7 +90,7 @@ def gpu_scheduling_passes(target, report: dict, originals: dict | None = None) -
     """The GPU stages up to scheduling: after them `main` calls scheduled kernels (what the OpenCL
     graph runner, `runtime/opencl_graph.py`, executes)."""
     return (gpu_stages.library_dispatch_passes(target)
-            + [relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(), relax.transform.FoldConstant(),
+            + [CNames(), BoolsAsBytes(), relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(), relax.transform.FoldConstant(),
                relax.transform.FuseOps(), relax.transform.FuseTIR(),
                ApplyRules(gpu_rules(target), target, report, originals=originals)])
 
