@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine:  `make demo`  and  `make test`.
 # Both create .venv (Python 3.11) and install gearshift with its pinned dependencies if needed,
-# plus the Debian cross compiler for ARM targets.
+# plus the Debian cross compiler for ARM targets and pocl (an OpenCL on the CPU) for GPU targets.
 
 PYTHON_SYS ?= python3
 VENV       := .venv
@@ -18,11 +18,14 @@ $(STAMP):
 	@rm -f $(VENV)/.installed-*; touch $@
 
 # ARM targets link with Debian's aarch64 cross compiler; the ARM kernel tests run under qemu-user.
+# GPU targets' OpenCL kernels run on pocl, a CPU OpenCL implementation (gearshift check-gpu, the GPU tests).
 system-deps:
-	@command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/null || { \
-	  echo "installing gcc-aarch64-linux-gnu and qemu-user (Debian) for ARM targets"; \
+	@command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/null \
+	  && test -e /etc/OpenCL/vendors/pocl.icd || { \
+	  echo "installing gcc-aarch64-linux-gnu, qemu-user and pocl-opencl-icd (Debian) for ARM and GPU targets"; \
 	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq gcc-aarch64-linux-gnu qemu-user >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq gcc-aarch64-linux-gnu \
+	    qemu-user pocl-opencl-icd ocl-icd-libopencl1 >/dev/null; }
 
 # The emulated aarch64 phone (runtime/emulated.py): Debian arm64 + TVM's aarch64 wheels, run under
 # qemu-user; built once under ~/.cache/gearshift (or $$GEARSHIFT_ARM_ROOT), rebuilt when its recipe changes.
@@ -36,9 +39,10 @@ arm-env: setup
 demo: setup
 	$(PY) -m gearshift.cli demo
 
-# GEARSHIFT_REQUIRE_ARM: the emulated-phone tests fail instead of skipping when the phone is missing.
+# GEARSHIFT_REQUIRE_ARM / _OPENCL: the emulated-phone and GPU tests fail instead of skipping when the
+# phone or pocl is missing.
 test: setup arm-env
-	GEARSHIFT_REQUIRE_ARM=1 $(PY) -m pytest -q
+	GEARSHIFT_REQUIRE_ARM=1 GEARSHIFT_REQUIRE_OPENCL=1 $(PY) -m pytest -q
 
 # The emulated-phone tier alone (tests marked `arm`: tests/test_phone.py).
 test-arm: setup arm-env

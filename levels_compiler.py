@@ -225,8 +225,11 @@ def _accuracy_here(result: LevelsBuilt, prepared: Mapping[str, Prepared], proto,
     graph (the device's structure decisions, kernels and weights) built for the host instead, run on
     the calibration inputs and compared with ONNX Runtime running the dense model. The proxy does not
     depend on where the code runs; latency does, and is left for the device (`gearshift measure`)."""
-    host = get_target("host")
     args_np, ref = _reference(proto, imported, calibration)
+    if info.is_gpu:
+        _gpu_accuracy(result, prepared, args_np, ref, info, log)
+        return
+    host = get_target("host")
     shared = generate(next(iter(prepared.values())), imported, host) if result.levels.form == "runtime" else None
     for name, p in prepared.items():
         twin = _with_weights(shared, p) if shared is not None else generate(p, imported, host)
@@ -242,3 +245,29 @@ def compile_levels_to(model: ModelLike, levels, target: str, out_dir: str | os.P
     if name is None:
         name = Path(model).stem if isinstance(model, (str, os.PathLike)) else type(model).__name__
     return save_levels(compile_levels(model, levels, target, **kwargs), out_dir, name=name, overwrite=overwrite)
+
+
+def _gpu_accuracy(result: LevelsBuilt, prepared: Mapping[str, Prepared], args_np: list, ref: np.ndarray,
+                  info: TargetInfo, log: Log) -> None:
+    """A GPU target's accuracy proxy: each level's OpenCL kernels (which no CPU build can run) run in
+    graph order on this machine's OpenCL (pocl) on the calibration inputs, against ONNX Runtime dense."""
+    import tvm
+    from gearshift.runtime import opencl
+    from gearshift.runtime.opencl_graph import run_graph
+    from gearshift.schedules.pipeline import gpu_scheduling_passes
+
+    problem = opencl.available()
+    if problem:
+        log(f"levels: accuracy proxy not computed ({problem})")
+        return
+    target = info.tvm_target()
+    for name, p in prepared.items():
+        with target:
+            scheduled = tvm.transform.Sequential(gpu_scheduling_passes(target, {}))(p.model)
+        outputs = run_graph(scheduled, [*args_np, *p.weights], target, {}).outputs
+        got = np.concatenate([np.ravel(o).astype(np.float64) for o in outputs])
+        error = float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-30))
+        result.info[name].update(error=round(error, 6), error_measured_on=f"this machine: the {info.name} level's "
+                                 "OpenCL kernels run on pocl (a CPU OpenCL implementation)")
+        log(f"level {name}: error {error:.2e} vs ONNX Runtime dense (its OpenCL kernels run here on pocl); "
+            "latency: measure it on the device")

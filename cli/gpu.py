@@ -69,9 +69,9 @@ def _check_gpu(args: argparse.Namespace) -> int:
         if summary["layers"]:
             print(f"\nGPU cost estimate per compressed layer ({args.target}; predicted, not measured)")
             rows = [("layer", "became", "dense us", "sparse us", "predicted speedup")]
-            rows += [(layer["name"], f"{layer['decision']} {layer['block'] or ''}", f"{layer['gpu']['dense']['microseconds']:.1f}",
-                      f"{layer['gpu']['sparse']['microseconds']:.1f}", f"{layer['gpu']['predicted_speedup']:.2f}x")
-                     for layer in summary["layers"]]
+            rows += [(layer["name"], f"{layer['decision']} {layer['block'] or ''}",
+                      f"{layer['gpu']['dense']['microseconds']:.1f}", f"{layer['gpu']['sparse']['microseconds']:.1f}",
+                      f"{layer['gpu']['predicted_speedup']:.2f}x") for layer in summary["layers"]]
             print(format_table(rows))
         print(f"\noutputs against {result.reference_kind}: max error {result.output_error:.1e} "
               f"({'within' if result.matches() else 'OUTSIDE'} 1e-4 abs / 1e-3 rel)")

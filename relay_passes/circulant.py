@@ -24,9 +24,9 @@ from gearshift.relay_passes.walk import build_for_host as compiled
 from gearshift.relay_passes.walk import new_weight, opencl_error
 from gearshift.schedules.kernels import circulant as kernels
 from gearshift.schedules.kernels.gpu_circulant import gpu_circulant_direct
+from tvm import relax, te
 
 GPU_PANEL = 4  # the frequency weights' column panel on GPUs (the TE MAC reads them through it)
-from tvm import relax, te
 
 
 def rewrite(walk, var, new: relax.Expr, x: relax.Expr, w: relax.Var, spec, report) -> relax.Expr:
@@ -78,7 +78,7 @@ def rewrite(walk, var, new: relax.Expr, x: relax.Expr, w: relax.Var, spec, repor
 def _rewrite_gpu(walk, var, new, x, w, spec, report, vectors: np.ndarray, m: int) -> relax.Expr:
     """The GPU form: the direct kernel (`gpu_circulant_direct`) or the FFT path's TE kernels (scheduled
     by the GPU Matmul rules), whichever the GPU cost estimate predicts faster, if faster than dense."""
-    name, (nb, kb, b) = walk.names[w], vectors.shape
+    name, (nb, _, b) = walk.names[w], vectors.shape
     k, n = walk.values[w].shape
     dense = gpu_costs.dense_matmul(m, k, n, walk.gpu)
     paths = {"fft": gpu_costs.circulant_fft(m, k, n, b, walk.gpu)}
@@ -125,23 +125,21 @@ def _fft_error_on_opencl(target_name: str, xs, arrays, bias, expected, nb: int) 
         return None
     target = get_target(target_name).tvm_target()
     weights, d, e = arrays
-    x = te.placeholder(xs.shape, name="x")
-    wp, dp, ep = (te.placeholder(a.shape, name=nm) for a, nm in zip(arrays, ("w", "d", "e")))
-    a = kernels.pairs(kernels.dft(x, dp))
-    yf = kernels.mac(a, wp, 2 * nb)
-    bias_t = te.placeholder(bias.shape, name="bias")
-    stages = [([x, dp], a), ([a, wp], yf), ([yf, ep, bias_t], kernels.idft(yf, ep, bias_t))]
-    values = {x: xs, dp: d, ep: e, wp: weights, bias_t: bias.astype(np.float32)}
-    pocl = opencl.Pocl()
-    for inputs, output in stages:
-        func = te.create_prim_func([*inputs, output])
+
+    def stage(make, *inputs: np.ndarray) -> np.ndarray:  # one TE kernel, on placeholders of its inputs
+        holders = [te.placeholder(a.shape, name=f"in{i}") for i, a in enumerate(inputs)]
+        output = make(*holders)
         with target:
-            _, scheduled = first_rule(func, target, default_rules(target))
-        program = opencl.opencl_program(scheduled, target)
-        shape = tuple(int(s) for s in output.shape)
-        values[output] = pocl.run(program, [*(values[t] for t in inputs), np.zeros(shape, np.float32)])[-1]
+            _, scheduled = first_rule(te.create_prim_func([*holders, output]), target, default_rules(target))
+        shape = tuple(int(v) for v in output.shape)
+        return pocl.run(opencl.opencl_program(scheduled, target), [*inputs, np.zeros(shape, np.float32)])[-1]
+
+    pocl = opencl.Pocl()
+    a = stage(lambda x, dd: kernels.pairs(kernels.dft(x, dd)), xs, d)
+    yf = stage(lambda aa, w: kernels.mac(aa, w, 2 * nb), a, weights)
+    out = stage(kernels.idft, yf, e, bias.astype(np.float32))
     m, n = expected.shape
-    got = values[stages[-1][1]].reshape(m, -1)[:, :n]
+    got = out.reshape(m, -1)[:, :n]
     return float(np.abs(got - expected).max() / max(1.0, np.abs(expected).max()))
 
 

@@ -90,8 +90,8 @@ def gpu_scheduling_passes(target, report: dict, originals: dict | None = None) -
     """The GPU stages up to scheduling: after them `main` calls scheduled kernels (what the OpenCL
     graph runner, `runtime/opencl_graph.py`, executes)."""
     return (gpu_stages.library_dispatch_passes(target)
-            + [CNames(), BoolsAsBytes(), relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(), relax.transform.FoldConstant(),
-               relax.transform.FuseOps(), relax.transform.FuseTIR(),
+            + [CNames(), BoolsAsBytes(), relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(),
+               relax.transform.FoldConstant(), relax.transform.FuseOps(), relax.transform.FuseTIR(),
                ApplyRules(gpu_rules(target), target, report, originals=originals)])
 
 

@@ -263,11 +263,6 @@ def test_cli_sparsity(tmp_path, mlp_case):
     assert bad.returncode == 2 and "must be in [0, 1)" in bad.stderr
 
 
-def test_gpu_targets_refuse_sparsity(mlp_onnx):
-    with pytest.raises(gearshift.TargetError, match="CPU targets only"):
-        gearshift.compile_model(mlp_onnx, "mali-g76", sparsity="bsr:0.8")
-
-
 def test_arm_build_with_block_sparse_layers():
     w = pruned(64, 96, 16, 1, 0.8)
     built = gearshift.compile_model(fc_model(w, None, 16), "arm-a76", sparsity="bsr::16x1")

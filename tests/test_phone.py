@@ -255,3 +255,18 @@ def test_arm_artifact_without_the_phone_names_make_arm_env(tmp_path, monkeypatch
     assert main(["run", str(tmp_path / "art"), "-i", str(tmp_path / "in.npz")]) == 2
     err = capsys.readouterr().err
     assert "run `make arm-env`" in err and len(err.strip().splitlines()) == 1
+
+
+def test_opencl_artifact_says_why_the_phone_cannot_run_it(phone, mlp_onnx, tmp_path):
+    """A Mali artifact in a phone whose TVM runtime has no OpenCL (PyPI's aarch64 wheel): one line, no traceback."""
+    art = gearshift.compile(mlp_onnx, "mali-g76", tmp_path / "mali")
+    out = in_phone(phone, """
+        import sys
+        from gearshift.errors import TargetError
+        from gearshift.runtime import Session
+        try:
+            Session(sys.argv[1])
+        except TargetError as err:
+            print("refused:", err)
+    """, str(art.path))
+    assert "refused:" in out and "built without OpenCL" in out and "check-gpu" in out

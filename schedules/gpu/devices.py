@@ -3,10 +3,10 @@
 Peak rates are the vendors' published figures for the phones the targets stand for, not measured
 (there is no GPU here): every time computed from them is a prediction and is labelled so.
 
-| target       | GPU (phone)                          | fp32 peak    | DRAM              | local memory      |
-|--------------|--------------------------------------|--------------|-------------------|-------------------|
-| `mali-g76`   | Mali-G76 MP10 @ 720 MHz (Kirin 980)   | 345.6 GFLOP/s | LPDDR4X-4266, 34.1 GB/s | global memory behind the caches |
-| `adreno-640` | Adreno 640 @ 585 MHz (Snapdragon 855) | 898.6 GFLOP/s | LPDDR4X-4266, 34.1 GB/s | on-chip, 32 KB per SP |
+| target       | GPU (phone)                           | fp32 peak     | DRAM      | local memory            |
+|--------------|---------------------------------------|---------------|-----------|-------------------------|
+| `mali-g76`   | Mali-G76 MP10 @ 720 MHz (Kirin 980)   | 345.6 GFLOP/s | 34.1 GB/s | global memory, cached   |
+| `adreno-640` | Adreno 640 @ 585 MHz (Snapdragon 855) | 898.6 GFLOP/s | 34.1 GB/s | on-chip                 |
 
 Mali-G76: 10 cores x 3 execution engines x 8 lanes x 2 FLOPs x 720 MHz. Adreno 640: 768 fp32 FLOPs
 per clock x 585 MHz. Both phones: 4 x 16-bit LPDDR4X channels at 4266 MT/s.
