@@ -18,7 +18,7 @@ from tvm.relax.backend.cpu_generic import pipeline as stages  # (its package doe
 
 from tvm.relax.backend.gpu_generic import pipeline as gpu_stages
 
-from gearshift.relay_passes.opencl_legal import BoolsAsBytes, CNames
+from gearshift.schedules.opencl_legal import BoolsAsBytes, CNames
 from gearshift.schedules.cpu import default_rules
 from gearshift.schedules.gpu import default_rules as gpu_rules
 

@@ -29,7 +29,7 @@ from gearshift.frontend.examples import bert_inputs, mlp, small_cnn, tiny_bert
 from gearshift.gpu_check import check_gpu
 from gearshift.levels_compiler import compile_levels
 from gearshift.relay_passes.levels import parse_levels
-from gearshift.relay_passes.opencl_legal import c_name
+from gearshift.schedules.opencl_legal import c_name
 from gearshift.relay_passes.pattern_sparse import reference_conv
 from gearshift.runtime import opencl
 from gearshift.runtime.session import opencl_runtime_problem

@@ -23,7 +23,7 @@ LAYERS = [
     ("passes", ["relay_passes"]),
     ("frontend", ["frontend"]),
     ("tune", ["tune"]),
-    ("driver", ["driver", "compiler", "levels_compiler", "level_search", "level_latency", "codecheck", "bench", "autotune"]),
+    ("driver", ["driver", "compiler", "levels_compiler", "level_search", "level_latency", "codecheck", "bench", "autotune", "gpu_check"]),
     ("suites", ["suites"]),
     ("cli", ["cli"]),
     ("package", [""]),  # gearshift/__init__.py: the public API, re-exported from below
