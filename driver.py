@@ -155,9 +155,11 @@ def generate(prepared: Prepared, imported: Imported, info: TargetInfo, log: Log 
     with tvm_target:
         executable = tvm.compile(prepared.model, target=tvm_target, relax_pipeline=pipeline(tvm_target, kernels, tuned))
     t2 = time.perf_counter()
-    unscheduled = sorted(k for k, rule in kernels.items() if rule in ("unscheduled", "Fallback", "dlight.Fallback"))
+    unscheduled = sorted(k for k, rule in kernels.items() if rule in ("unscheduled", "Fallback"))
     searched = sorted(k for k, rule in kernels.items() if rule.startswith("MetaSchedule"))
+    generic = sum(rule == "dlight.Fallback" for rule in kernels.values())  # GPU: elementwise, gathers, pooling
     log(f"code: built for {info.name} ({t2 - t1:.1f} s); {len(kernels)} kernels"
+        + (f" ({generic} by dlight's generic GPU Fallback rule)" if generic else "")
         + (f", without a dedicated schedule: {', '.join(unscheduled)}" if unscheduled else "")
         + (f"; from MetaSchedule's database: {', '.join(searched)}" if searched else ""))
     report = {"transform_seconds": round(prepared.seconds, 3), "build_seconds": round(t2 - t1, 3),

@@ -40,6 +40,13 @@ class GpuCheck:
         return max(float(np.abs(got - ref).max() / max(1.0, float(np.abs(ref).max())))
                    for got, ref in zip(self.run.outputs, self.reference))
 
+    @property
+    def relative_l2(self) -> float:
+        """|outputs - reference| / |reference| over all outputs (L2): independent of the outputs' scale."""
+        got = np.concatenate([np.ravel(o).astype(np.float64) for o in self.run.outputs])
+        ref = np.concatenate([np.ravel(r).astype(np.float64) for r in self.reference])
+        return float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-30))
+
     def matches(self, atol: float = 1e-4, rtol: float = 1e-3) -> bool:
         return all(np.allclose(got, ref, atol=atol, rtol=rtol) for got, ref in zip(self.run.outputs, self.reference))
 

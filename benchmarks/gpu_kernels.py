@@ -92,7 +92,7 @@ def main() -> None:
                 "worst_dense_kernel_error": check.run.worst,
                 "worst_sparse_kernel_error": max((layer.check_error or 0.0 for layer in sparse), default=None),
                 "sparse_kernels_checked": sum(layer.check_error is not None for layer in sparse),
-                "output_error": check.output_error, "reference": check.reference_kind, "matches": check.matches(),
+                "output_error": check.output_error, "output_relative_l2": check.relative_l2, "reference": check.reference_kind, "matches": check.matches(),
                 "layers": [{"name": layer.name, "decision": layer.decision, "block": layer.block,
                             "density": round(layer.density, 3), "gpu": layer.gpu, "why": layer.why}
                            for layer in check.layers],
@@ -100,7 +100,8 @@ def main() -> None:
             results.append(entry)
             log(f"  {entry['kernels_run']} kernels on pocl, {len(sparse)} sparse layers; worst kernel errors "
                 f"{entry['worst_dense_kernel_error']:.1e} (dense) / {entry['worst_sparse_kernel_error'] or 0:.1e} (sparse); "
-                f"outputs {entry['output_error']:.1e} vs {entry['reference']} ({seconds:.0f} s)")
+                f"outputs {entry['output_error']:.1e} (relative L2 {entry['output_relative_l2']:.1e}) vs "
+                f"{entry['reference']} ({seconds:.0f} s)")
     payload = {"quick": args.quick, "opencl": device_name(), "prediction_label": LABEL, "results": results,
                "note": "kernels run on pocl (an OpenCL on the CPU): results real, no GPU time measured; "
                        "per-layer GPU times are predictions"}
@@ -113,12 +114,12 @@ def markdown(payload: dict) -> str:
              "measured: the per-layer times are **predictions** from published peaks (no GPU here).", "",
              "## Every kernel run on pocl (tolerance 1e-4 abs / 1e-3 rel)", ""]
     rows = [("model", "target", "kernels run", "rules", "worst dense kernel", "worst sparse kernel", "outputs vs",
-             "output error", "ok")]
+             "max error", "relative L2", "ok")]
     for r in payload["results"]:
         rows.append((r["model"], r["target"], r["kernels_run"], ", ".join(f"{k} x{v}" for k, v in sorted(r["rules"].items())),
                      f"{r['worst_dense_kernel_error']:.1e}", f"{r['worst_sparse_kernel_error'] or 0:.1e}"
                      f" ({r['sparse_kernels_checked']} checked)", r["reference"], f"{r['output_error']:.1e}",
-                     "yes" if r["matches"] else "NO"))
+                     f"{r['output_relative_l2']:.1e}", "yes" if r["matches"] else "NO"))
     lines += [table(rows), "", "## Predicted GPU time per layer, dense against the compressed kernel", "",
               f"({payload['prediction_label']})", ""]
     for r in payload["results"]:

@@ -27,7 +27,8 @@ def add_commands(sub) -> None:
                                            "each checked, the outputs against ONNX Runtime")
     chk.add_argument("model", help="an .onnx file")
     chk.add_argument("--target", "-t", default="mali-g76", help="mali-g76 (default) or adreno-640")
-    chk.add_argument("--sparsity", metavar="SPEC", default="dense", help="as for compile (default dense). " + grammar_help())
+    chk.add_argument("--sparsity", metavar="SPEC", help="as for compile (default: the structure the weights have). "
+                     + grammar_help())
     chk.add_argument("--layer-sparsity", action="append", default=[], metavar="REGEX=SPEC", help="as for compile")
     chk.add_argument("--json", action="store_true", help="print JSON instead of tables")
     shape_option(chk)
@@ -55,16 +56,16 @@ def _check_gpu(args: argparse.Namespace) -> int:
     log(f"running every kernel of the {args.target} build on {device_name()} (results real, times not a GPU's)")
     result = check_gpu(proto, args.target, inputs, plan, log=log)
     summary = {"target": args.target, "opencl": device_name(), "reference": result.reference_kind,
-               "output_error": result.output_error, "matches": result.matches(),
+               "output_error": result.output_error, "output_relative_l2": result.relative_l2, "matches": result.matches(),
                "kernels": [vars(k) for k in result.run.kernels],
                "layers": [{"name": layer.name, "decision": layer.decision, "block": layer.block, "gpu": layer.gpu}
                           for layer in result.layers if layer.gpu]}
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:
-        rows = [("kernel", "rule", "launches (groups x items)", "error vs unscheduled")]
+        rows = [("kernel", "rule", "launches (groups x items)", "error (vs its unscheduled form)")]
         rows += [(k.name, k.rule, " ".join(f"{_dims(g)}x{_dims(b)}" for _, g, b in k.launches),
-                  "-" if k.error is None else f"{k.error:.1e}") for k in result.run.kernels]
+                  _error_cell(k)) for k in result.run.kernels]
         print(format_table(rows))
         if summary["layers"]:
             print(f"\nGPU cost estimate per compressed layer ({args.target}; predicted, not measured)")
@@ -73,9 +74,16 @@ def _check_gpu(args: argparse.Namespace) -> int:
                       f"{layer['gpu']['dense']['microseconds']:.1f}", f"{layer['gpu']['sparse']['microseconds']:.1f}",
                       f"{layer['gpu']['predicted_speedup']:.2f}x") for layer in summary["layers"]]
             print(format_table(rows))
-        print(f"\noutputs against {result.reference_kind}: max error {result.output_error:.1e} "
+        print(f"\noutputs against {result.reference_kind}: max error {result.output_error:.1e}, relative L2 "
+              f"{result.relative_l2:.1e} "
               f"({'within' if result.matches() else 'OUTSIDE'} 1e-4 abs / 1e-3 rel)")
     return 0 if result.matches() else 1
+
+
+def _error_cell(kernel) -> str:
+    if kernel.error is not None:
+        return f"{kernel.error:.1e}"
+    return "checked vs numpy when made" if kernel.rule == "written scheduled" else "-"
 
 
 def _dims(d: tuple) -> str:

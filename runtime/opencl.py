@@ -52,7 +52,8 @@ class Program:
     launches: tuple
 
     @property
-    def work_groups(self) -> list[tuple[str, tuple, tuple]]:
+    def launch_sizes(self) -> list[tuple[str, tuple, tuple]]:
+        """(kernel, work-groups per dimension, work-items per work-group) per launch, in order."""
         return [(launch.kernel, launch.grid, launch.block) for launch in self.launches]
 
 

@@ -79,7 +79,7 @@ def _value(expr, env, mod, target, pocl, programs, rules, originals, run, log):
         if name not in programs:
             programs[name] = opencl_program(mod[gv], target, name)
         result = pocl.run(programs[name], [*inputs, *outputs])[len(inputs):]
-        kernel = KernelRun(name, rules.get(name, "?"), programs[name].work_groups)
+        kernel = KernelRun(name, rules.get(name, "?"), programs[name].launch_sizes)
         original = (originals or {}).get(name)
         if original is not None and not original.attrs.get("tirx.is_scheduled", 0):
             expected = _on_cpu(original, inputs, outputs)

@@ -189,3 +189,26 @@ def test_c_names():
 def test_cpu_target_is_not_a_gpu():
     with pytest.raises(TargetError):
         get_target("mali-g77")
+
+
+def test_check_gpu_command(mlp_onnx, capsys):
+    from gearshift.cli import main
+
+    assert main(["check-gpu", mlp_onnx, "--target", "adreno-640", "--sparsity", "bsr:0.8:4x1"]) == 0
+    out = capsys.readouterr().out
+    assert "written scheduled" in out and "predicted, not measured" in out and "within 1e-4 abs" in out
+    assert main(["check-gpu", mlp_onnx, "--target", "arm-a76"]) == 2
+    assert "not a GPU target" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("target", GPUS)
+def test_bert_base_shaped_encoder_at_80_percent(target):
+    """The issue's bar at its real shape: hidden 768, 12 heads, FFN 3072, 2 layers, sequence 128."""
+    from gearshift.frontend.examples import BertConfig
+
+    config = BertConfig(hidden=768, layers=2, heads=12, ffn=3072, max_positions=128)
+    feeds = bert_inputs(config, batch=1, seq_len=128)
+    result = _check(tiny_bert(config), feeds, target, "bsr:0.8")
+    assert result.matches() and result.run.worst <= 1e-4
+    bsr = [layer for layer in result.layers if layer.decision == "bsr"]
+    assert len(bsr) == 12 and all(layer.check_error <= 1e-4 for layer in bsr)
