@@ -92,7 +92,8 @@ def main() -> None:
                 "worst_dense_kernel_error": check.run.worst,
                 "worst_sparse_kernel_error": max((layer.check_error or 0.0 for layer in sparse), default=None),
                 "sparse_kernels_checked": sum(layer.check_error is not None for layer in sparse),
-                "output_error": check.output_error, "output_relative_l2": check.relative_l2, "reference": check.reference_kind, "matches": check.matches(),
+                "output_error": check.output_error, "output_relative_l2": check.relative_l2,
+                "reference": check.reference_kind, "matches": check.matches(),
                 "layers": [{"name": layer.name, "decision": layer.decision, "block": layer.block,
                             "density": round(layer.density, 3), "gpu": layer.gpu, "why": layer.why}
                            for layer in check.layers],
@@ -121,7 +122,7 @@ def markdown(payload: dict) -> str:
                      f" ({r['sparse_kernels_checked']} checked)", r["reference"], f"{r['output_error']:.1e}",
                      f"{r['output_relative_l2']:.1e}", "yes" if r["matches"] else "NO"))
     lines += [table(rows), "", "## Predicted GPU time per layer, dense against the compressed kernel", "",
-              f"({payload['prediction_label']})", ""]
+              f"All times {payload['prediction_label']}.", ""]
     for r in payload["results"]:
         rows = [("layer", "became", "dense us", "sparse us", "predicted speedup", "bound (sparse)")]
         for layer in r["layers"]:

@@ -148,14 +148,19 @@ class _BlockSparsify(WeightLayerWalk):
         error = check_kernel(sizes, pruned_t.T, bias, (data, indices, indptr)) if self.plan.check else None
         if not self.kernel_passes(report, name, spec.kind, error):
             return new
+        return self._commit(name, var, x, spec, report, kernel, (data, indices, indptr), epilogue, (m, k, n))
+
+    def _commit(self, name, var, x, spec, report, kernel, arrays, epilogue, sizes) -> relax.Expr:
+        """A rewrite that passed its check: the bias and epilogue marked done, the report, the call."""
+        bias_param = self.biases.get(var)
         if bias_param is not None:
             self.bias_done.add(var)
         if epilogue is not None:
             self.epilogue_done.update(dict.fromkeys(epilogue.members, var))
             report.epilogue = epilogue.name
         report.decision, report.why = spec.kind, spec_reason(spec)
-        report.packed_bytes = data.nbytes + indices.nbytes + indptr.nbytes
-        return self._emit(name, x, kernel, (data, indices, indptr), spec.kind, bias_param, m, k, n)
+        report.packed_bytes = sum(a.nbytes for a in arrays)
+        return self._emit(name, x, kernel, arrays, spec.kind, bias_param, *sizes)
 
     def _rewrite_gpu(self, var, new, x, w, spec, report, block, pruned_t, masks, m) -> relax.Expr:
         """The GPU form of `_rewrite`'s second half: gpu_bsr_matmul, decided by the GPU cost estimate
@@ -187,14 +192,7 @@ class _BlockSparsify(WeightLayerWalk):
             error = opencl_error(kernel, self.gpu.name, [xs, data, indices, indptr, bias.astype(np.float32)], expected)
         if not self.kernel_passes(report, name, spec.kind, error):
             return new
-        if bias_param is not None:
-            self.bias_done.add(var)
-        if epilogue is not None:
-            self.epilogue_done.update(dict.fromkeys(epilogue.members, var))
-            report.epilogue = epilogue.name
-        report.decision, report.why = spec.kind, spec_reason(spec)
-        report.packed_bytes = data.nbytes + indices.nbytes + indptr.nbytes
-        return self._emit(name, x, kernel, (data, indices, indptr), spec.kind, bias_param, m, k, n)
+        return self._commit(name, var, x, spec, report, kernel, (data, indices, indptr), epilogue, (m, k, n))
 
     def _choose(self, spec: LayerSpec, wt: np.ndarray, m: int, report: LayerReport):
         n, k = wt.shape

@@ -366,7 +366,7 @@ def _along_activations(m, k, n, r, c, nnz, tile, parts, share, masks=None, epilo
                                         xt[indices[q] * c + at(p, e, 0), mo * rows + mi] * values[q * entries + e])
                     for mi in T.unroll(rows):
                         for i in T.unroll(r):
-                            y[mo * rows + mi, (part * share + bri) * r + i] = apply(epilogue, 
+                            y[mo * rows + mi, (part * share + bri) * r + i] = apply(epilogue,
                                 acc[i, mi] + b[(part * share + bri) * r + i])
 
     return kernel
