@@ -74,7 +74,7 @@ CASES = {
     "conv asymmetric padding": (conv(1, 4, 8, 9, 12, pads=(0, 1, 2, 0)), "Conv2d"),
     "depthwise conv (TVM's kernel)": (conv(1, 8, 8, 10, 10, group=8), None),
     "grouped conv (TVM's kernel)": (conv(1, 8, 8, 10, 10, group=2), None),
-    "softmax + layernorm 13x37": (softmax_layernorm(13, 37), "Reduction"),
+    "softmax + layernorm 13x37": (softmax_layernorm(13, 37), "dlight.Reduction"),
     "elementwise 3x5x7": (elementwise((3, 5, 7)), "Elementwise"),
     "elementwise 64x1000": (elementwise((64, 1000)), "Elementwise"),
 }
