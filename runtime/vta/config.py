@@ -1,10 +1,11 @@
 """The accelerator's parameters, as VTA names them, read from JSON and validated with named errors.
 
-VTA's published default (the PYNQ-Z1 build): a 1 x 16 x 16 GEMM core (batch 1, 16 inputs, 16
-outputs), int8 inputs and weights, int32 accumulators, int8 outputs; 32 KB of micro-ops and of
-inputs, 256 KB of weights, 128 KB of accumulators; a 64-bit AXI port to DRAM (8 bytes per cycle)
-at 100 MHz. The cycle model's two memory figures (`dram_bytes_per_cycle`, `dram_latency`) are
-gearshift's, stated here because every cycle count depends on them.
+VTA's published default: a 1 x 16 x 16 GEMM core (batch 1, 16 inputs, 16 outputs), int8 inputs and
+weights, int32 accumulators, int8 outputs; 32 KB of micro-ops and of inputs, 256 KB of weights,
+128 KB of accumulators; 100 MHz. The cycle model's two memory figures are gearshift's, stated here
+because every cycle count depends on them: `dram_bytes_per_cycle` = 16, a 128-bit AXI port (VTA's
+bus width on its UltraScale+ builds; the PYNQ-Z1's port is 64-bit: 8), and `dram_latency` = 64
+cycles per transfer.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class VtaConfig:
     inp_buffer_bytes: int = 32 * 1024
     wgt_buffer_bytes: int = 256 * 1024
     acc_buffer_bytes: int = 128 * 1024
-    dram_bytes_per_cycle: int = 8  # the AXI port: 64 bits a cycle
+    dram_bytes_per_cycle: int = 16  # the AXI port: 128 bits a cycle
     dram_latency: int = 64  # cycles from a LOAD/STORE's start to its first beat
     clock_mhz: float = 100.0
 
