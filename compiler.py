@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from gearshift.driver import Built, build
 from gearshift.frontend.importer import to_relax
 from gearshift.frontend.load import ModelLike, load
@@ -28,6 +30,7 @@ def compile_model(
     output_names: Sequence[str] | None = None,
     sparsity: SparsityPlan | str | None = None,
     db: str | os.PathLike | None = None,
+    calibration: Mapping[str, Any] | None = None,
     log: Log = lambda _msg: None,
 ) -> Built:
     """Compile `model` (see `gearshift.frontend.load` for what it may be) for `target`.
@@ -35,7 +38,8 @@ def compile_model(
     sparsity: a `SparsityPlan`, or a spec for every weight layer such as "bsr:0.8" or "bsr:0.9:16x1"
     (see `gearshift.relay_passes.plan`); None: the structure each weight already has ("found"),
     "dense" to turn that off. db: a tuning database folder (`gearshift tune`): the sparse kernels it
-    has records for take their fastest measured knobs, the others the rules'."""
+    has records for take their fastest measured knobs, the others the rules'. calibration: sample
+    inputs by name for `vta-sim`'s int8 scales (default: random ones)."""
     info = get_target(target)  # fail on a bad name before any slow work
     tuning = tuning_from(db, info)
     t = time.perf_counter()
@@ -45,7 +49,8 @@ def compile_model(
     log(f"import: {len(proto.graph.node)} ONNX nodes after clean-up, {len(imported.weights)} weights "
         f"({time.perf_counter() - t:.1f} s)")
     plan = SparsityPlan.parse(sparsity) if isinstance(sparsity, str) or sparsity is None else sparsity
-    built = build(imported, info, log=log, sparsity=plan, tuning=tuning)
+    built = build(imported, info, log=log, sparsity=plan, tuning=tuning,
+                  calibration={k: np.asarray(v) for k, v in calibration.items()} if calibration is not None else None)
     built.report["import_seconds"] = round(
         time.perf_counter() - t - built.report["transform_seconds"] - built.report["build_seconds"], 3)
     return built
@@ -62,7 +67,8 @@ def manifest_of(built: Built, name: str) -> dict:
         "tvm_version": tvm.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "target": {"name": built.target.name, "description": built.target.description,
-                   "arch": built.target.arch, "config": built.target.config},
+                   "arch": built.target.arch, "config": built.target.config,
+                   **({"accelerator": built.target.accelerator} if built.target.accelerator else {})},
         "inputs": [s.to_json() for s in built.inputs],
         "outputs": [s.to_json() for s in built.outputs],
         "report": built.report,
@@ -72,7 +78,8 @@ def manifest_of(built: Built, name: str) -> dict:
 def save(built: Built, out_dir: str | os.PathLike, *, name: str = "model", overwrite: bool = False) -> Artifact:
     """Write `built` as an artifact directory (atomically; see `gearshift.runtime.artifact`)."""
     return write_artifact(out_dir, write_library=built.export_library, levels={"default": built.weights},
-                          manifest=manifest_of(built, name), overwrite=overwrite)
+                          manifest=manifest_of(built, name), overwrite=overwrite,
+                          extra_files=built.accelerator.save if built.accelerator is not None else None)
 
 
 def compile(model: ModelLike, target: str = "host", out_dir: str | os.PathLike | None = None, *,

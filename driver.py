@@ -47,6 +47,7 @@ class Built:
     outputs: list[TensorSpec]
     target: TargetInfo
     report: dict = field(default_factory=dict)
+    accelerator: object = None  # vta-sim: the offloaded layers (runtime.vta.offload.VtaLayers)
 
     def export_library(self, path: Path) -> None:
         """Write the shared library, cross-linked for the target's CPU."""
@@ -69,6 +70,7 @@ class Prepared:
     dense_layers: int
     seconds: float
     tuned: list = field(default_factory=list)  # (kernel, knobs) of the sparse kernels that took tuned knobs
+    accelerator: object = None  # vta-sim: the offloaded layers (runtime.vta.offload.VtaLayers)
 
 
 @dataclass(frozen=True)
@@ -87,11 +89,13 @@ def lift(imported: Imported) -> Lifted:
 
 
 def prepare(imported: Imported, info: TargetInfo, sparsity: SparsityPlan | None = None,
-            log: Log = lambda _msg: None, lifted: Lifted | None = None, tuning: Tuning | None = None) -> Prepared:
+            log: Log = lambda _msg: None, lifted: Lifted | None = None, tuning: Tuning | None = None,
+            calibration: dict | None = None) -> Prepared:
     """The graph passes of `build`: weight transforms split off and run (or `lifted`, done once for
     several plans), layers rewritten as `sparsity` says, dense layers moved onto the packed kernel.
     `tuning`: tuned knobs for the sparse kernels (a database's, for this target); it also collects
-    the kernels the model needs (what `gearshift tune` tunes)."""
+    the kernels the model needs (what `gearshift tune` tunes). `calibration`: sample inputs by name
+    for the int8 scales of `vta-sim` (default: random ones, `runtime/calibration.py`)."""
     tvm_target = info.tvm_target()
     t0 = time.perf_counter()
     lifted = lifted or lift(imported)
@@ -100,6 +104,17 @@ def prepare(imported: Imported, info: TargetInfo, sparsity: SparsityPlan | None 
     tuned: list = []  # (kernel, knobs) that this model's sparse kernels took from `tuning`
     dense_layers = 0
     used_before = len(tuning.used) if tuning is not None else 0
+    accelerator = None
+    if info.accelerator == "vta":  # the linear layers go to the simulated accelerator, the rest stays here
+        from gearshift.relay_passes.vta_offload import vta_offload
+        from gearshift.runtime.calibration import calibration_inputs
+        from gearshift.runtime.vta.config import VtaConfig
+
+        samples = dict(calibration) if calibration is not None else calibration_inputs(imported.inputs)
+        model, weights, names, layers, accelerator = vta_offload(
+            model, weights, names, sparsity, [samples[s.name] for s in imported.inputs], VtaConfig(), log)
+        log_layers(layers, log)
+        sparsity = None
     if info.is_gpu:
         if sparsity is not None and sparsity.active:
             gpu = gpu_spec(tvm_target)
@@ -132,16 +147,18 @@ def prepare(imported: Imported, info: TargetInfo, sparsity: SparsityPlan | None 
     seconds = time.perf_counter() - t0
     log(f"weights: {len(imported.weights)} in, {len(names)} prepared, {dense_layers} dense layers packed "
         f"({seconds:.1f} s)")
-    return Prepared(model, weights, names, layers, dense_layers, seconds, [{"kernel": k, "knobs": v} for k, v in tuned])
+    return Prepared(model, weights, names, layers, dense_layers, seconds, [{"kernel": k, "knobs": v} for k, v in tuned],
+                    accelerator)
 
 
 def build(imported: Imported, target: str | TargetInfo = "host", log: Log = lambda _msg: None,
-          sparsity: SparsityPlan | None = None, tuning: Tuning | None = None) -> Built:
+          sparsity: SparsityPlan | None = None, tuning: Tuning | None = None, calibration: dict | None = None) -> Built:
     """Compile `imported` for `target` (a name from `gearshift.schedules.target_names()` or a TargetInfo),
     rewriting weight layers as `sparsity` says (see `gearshift.relay_passes.block_sparse`), with the
     sparse kernels' knobs from `tuning` where it has them."""
     info = get_target(target) if isinstance(target, str) else target
-    return generate(prepare(imported, info, sparsity, log, tuning=tuning), imported, info, log, tuning)
+    return generate(prepare(imported, info, sparsity, log, tuning=tuning, calibration=calibration), imported, info, log,
+                    tuning)
 
 
 def generate(prepared: Prepared, imported: Imported, info: TargetInfo, log: Log = lambda _msg: None,
@@ -166,7 +183,7 @@ def generate(prepared: Prepared, imported: Imported, info: TargetInfo, log: Log 
               "dense_layers_packed": prepared.dense_layers, "kernels": kernels,
               "sparse_layers": [asdict(layer) for layer in prepared.layers], "tuned_kernels": prepared.tuned}
     return Built(executable, dict(zip(prepared.names, prepared.weights)), imported.inputs, imported.outputs, info,
-                 report)
+                 report, prepared.accelerator)
 
 
 def transform_weights(transform: tvm.IRModule, weights: list[np.ndarray]) -> list[np.ndarray]:

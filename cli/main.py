@@ -78,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
                           "see relay_passes/levels.py for the file format. Replaces --sparsity")
     com.add_argument("--db", metavar="DIR", help="a tuning database (`gearshift tune`): the sparse kernels it has "
                                                   "records for take their fastest measured knobs")
+    com.add_argument("--calibration", metavar="INPUTS.npz",
+                     help="sample inputs (keyed by input name) for the int8 scales of --target vta-sim "
+                          "(default: random inputs; real ones give better accuracy)")
     shape_option(com)
     com.set_defaults(handler=_compile)
 
@@ -155,8 +158,13 @@ def _compile(args: argparse.Namespace) -> int:
     from gearshift.relay_passes.plan import SparsityPlan
 
     plan = SparsityPlan.parse(args.sparsity, args.layer_sparsity, args.sparse_form)
+    calibration = None
+    if args.calibration:
+        from gearshift.runtime.device import read_npz
+
+        calibration = read_npz(Path(args.calibration))
     built = compile_model(args.model, args.target, input_shapes=parse_input_shapes(args.input_shape),
-                          sparsity=plan, db=args.db, log=log)
+                          sparsity=plan, db=args.db, calibration=calibration, log=log)
     art = save(built, out, name=args.name or Path(args.model).stem, overwrite=args.force)
     size = sum(f["bytes"] for f in art.manifest["files"].values())
     log(f"wrote {out} ({size / 1e6:.2f} MB, target {built.target.name})")

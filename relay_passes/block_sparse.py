@@ -79,7 +79,7 @@ def _biases(main: relax.Function, values: dict, first_too: bool = False) -> dict
     `add(b, matmul(x, W))` (the legacy torch exporter's order) is fused only where an activation
     follows it that the kernel applies too: alone, TVM folds it into the next fused kernel for free,
     and fusing it measured 1.01-1.12x slower on the BERT-base x4 benchmark model (5 rounds)."""
-    return bias_adds(main, values, lambda call: weight_matmul(call, values) is not None, _bias_fits, first_too)
+    return bias_adds(main, values, lambda call: weight_matmul(call, values) is not None, bias_fits, first_too)
 
 
 @mutator
@@ -282,7 +282,7 @@ def check_kernel(sizes: tuple, w: np.ndarray, bias: np.ndarray, arrays) -> float
     return float(np.abs(out.numpy() - expected).max() / max(1.0, np.abs(expected).max()))
 
 
-def _bias_fits(b: relax.Var, matmul: relax.Call) -> bool:
+def bias_fits(b: relax.Var, matmul: relax.Call) -> bool:
     w = matmul.args[1]
     return (isinstance(b.ty, relax.TensorType) and b.ty.shape is not None and len(b.ty.shape) == 1
             and isinstance(w.ty, relax.TensorType) and len(w.ty.shape) == 2

@@ -104,10 +104,12 @@ def write_artifact(
     overwrite: bool = False,
     level_info: Mapping[str, Mapping] | None = None,
     level_libraries: Mapping[str, Callable[[Path], None]] | None = None,
+    extra_files: Callable[[Path], list[str]] | None = None,
 ) -> Artifact:
     """Write an artifact atomically. `manifest` gives the model's facts (target, inputs, outputs, ...);
     the format fields, weights order, levels and file hashes are added here. `level_info`: facts per
-    level (density, latency, ...); `level_libraries`: a writer of its own library per level (baked levels)."""
+    level (density, latency, ...); `level_libraries`: a writer of its own library per level (baked levels);
+    `extra_files`: writes more files into the artifact's directory and returns their paths (hashed too)."""
     from safetensors.numpy import save_file
 
     out = Path(out_dir)
@@ -131,13 +133,14 @@ def write_artifact(
                 level_entries[name]["library"] = f"levels/{name}.so"
                 level_libraries[name](tmp / level_entries[name]["library"])
             first = first or weights
+        extra = extra_files(tmp) if extra_files is not None else []
         full = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             **manifest,
             "weights": _specs(first or {}),
             "levels": level_entries,
-            "files": {rel: _fingerprint(tmp / rel) for rel in [LIBRARY, *_level_files(level_entries)]},
+            "files": {rel: _fingerprint(tmp / rel) for rel in [LIBRARY, *_level_files(level_entries), *extra]},
         }
         (tmp / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=False) + "\n")
         _fsync_tree(tmp)

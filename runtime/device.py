@@ -43,6 +43,8 @@ def run_artifact(artifact: str | os.PathLike, inputs_path: str | os.PathLike, *,
                      "outputs": {k: {"shape": list(v.shape), "dtype": v.dtype.name} for k, v in outputs.items()}}
     if emulation_note():
         summary["emulated"] = emulation_note()
+    if session.accelerator_report is not None:
+        summary["accelerator"] = session.accelerator_report
     if output:
         save_npz(Path(output), outputs)
         summary["written"] = str(output)
@@ -59,10 +61,25 @@ def print_summary(summary: dict, as_json: bool) -> None:
         return
     for name, info in summary["outputs"].items():
         print(f"{name}: {info['dtype']}{info['shape']}")
+    if "accelerator" in summary:
+        print_accelerator(summary["accelerator"])
     if "latency_ms" in summary:
         lat = summary["latency_ms"]
         caveat = " (emulated: not a phone's timing)" if summary.get("emulated") else ""
         print(f"latency over {lat['runs']} runs: median {lat['median']:.3f} ms, p90 {lat['p90']:.3f} ms{caveat}")
+
+
+def print_accelerator(report: dict) -> None:
+    """The simulated accelerator's cycles per layer (vta-sim artifacts)."""
+    rows = [("layer", "cycles", "GEMM cycles", "utilisation", f"us at {report['clock_mhz']:g} MHz", "DRAM bytes")]
+    rows += [(r["layer"], str(r["cycles"]), str(r["gemm_cycles"]), f"{r['utilisation']:.1%}", f"{r['microseconds']:.1f}",
+              str(r["dram_bytes"])) for r in report["layers"]]
+    print(f"accelerator ({report['note']}):")
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
+    print(f"total: {report['total_cycles']} cycles, {report['total_microseconds']:.1f} us, GEMM utilisation "
+          f"{report['utilisation']:.1%} (offloaded layers only; the host part is not counted)")
 
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:

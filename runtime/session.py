@@ -58,6 +58,13 @@ class Session:
                               f"({target.get('config', {}).get('mcpu', '?')}), whose code uses {', '.join(missing)}; "
                               f"this CPU lacks it: compile for `host` or `x86-avx2` instead")
         self._device = tvm.opencl() if self._gpu else tvm.cpu()
+        self._vta = None  # vta-sim: the layers the simulated accelerator runs (runtime/vta/offload.py)
+        if target.get("accelerator") == "vta":
+            from gearshift.runtime.vta import offload
+
+            self._vta = offload.load_layers(self.artifact.path)
+            offload.register()
+        self.accelerator_report: dict | None = None  # vta-sim: cycles per layer of the last inference
         self._libraries: dict[str, object] = {}
         self._levels: dict[str, _Level] = {}
         for name in self.artifact.level_names:
@@ -143,7 +150,16 @@ class Session:
 
     def _call(self, args: list):
         level = self._active  # read once: a concurrent switch takes effect at the next inference
-        return self._mains()[level.library](*args, *level.weights)
+        if self._vta is None:
+            return self._mains()[level.library](*args, *level.weights)
+        from gearshift.runtime.vta import offload
+
+        offload.active.layers, offload.active.stats = self._vta, {}
+        try:
+            return self._mains()[level.library](*args, *level.weights)
+        finally:
+            self.accelerator_report = offload.report(self._vta, offload.active.stats)
+            offload.active.layers = None
 
     def _mains(self) -> dict:
         mains = getattr(self._local, "mains", None)

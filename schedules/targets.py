@@ -13,6 +13,7 @@ compiler that links it. Phones' core counts are their big clusters (4 cores).
 | `adreno-640` | Adreno 640 GPU through OpenCL, host code for Cortex-A76 (Kryo 485)    |
 | `x86-avx2`   | an x86-64 CPU with AVX2 + FMA (Zen 3), this machine's core count      |
 | `x86-avx512` | an x86-64 CPU with AVX-512 (Skylake-SP), this machine's core count    |
+| `vta-sim`    | linear layers on a simulated VTA-style int8 accelerator, the rest here |
 
 The two x86 names pin the ISA, whatever this machine has: decisions that depend on the vector width
 (the cost models, the register blocks) are tested against them, never against `host`.
@@ -36,6 +37,7 @@ class TargetInfo:
     config: dict = field(repr=False)  # the TVM target dict
     arch: str  # the CPU architecture of the code's host side, as `platform.machine()` names it
     cross_compiler: str | None  # None: the machine's own `cc` links the library
+    accelerator: str | None = None  # "vta": linear layers run on the simulated VTA-style accelerator
 
     @property
     def is_gpu(self) -> bool:
@@ -62,6 +64,12 @@ def _x86(name: str, mcpu: str, what: str) -> TargetInfo:
     return TargetInfo(name, f"{what} ({mcpu}), {config['num-cores']} cores", config, "x86_64", None)
 
 
+def _vta_sim() -> TargetInfo:
+    host = _host()
+    return TargetInfo("vta-sim", "simulated VTA-style int8 accelerator (1x16x16 GEMM core) for the linear layers; "
+                      f"the rest on {host.description}", host.config, host.arch, None, "vta")
+
+
 def _host() -> TargetInfo:
     from tvm.target import codegen
 
@@ -86,12 +94,14 @@ _X86 = {"x86-avx2": ("znver3", "x86-64 with AVX2 + FMA"), "x86-avx512": ("skylak
 
 
 def target_names() -> list[str]:
-    return ["host", *_FIXED, *_X86]
+    return ["host", *_FIXED, *_X86, "vta-sim"]
 
 
 def get_target(name: str) -> TargetInfo:
     if name == "host":
         return _host()
+    if name == "vta-sim":
+        return _vta_sim()
     if name in _X86:
         return _x86(name, *_X86[name])
     if name not in _FIXED:

@@ -61,7 +61,7 @@ def test_host_artifact_is_native(mlp_onnx, tmp_path):
 
 
 def test_target_registry():
-    assert target_names() == ["host", "arm-a53", "arm-a76", "mali-g76", "adreno-640", "x86-avx2", "x86-avx512"]
+    assert target_names() == ["host", "arm-a53", "arm-a76", "mali-g76", "adreno-640", "x86-avx2", "x86-avx512", "vta-sim"]
     assert get_target("x86-avx512").config["mcpu"] == "skylake-avx512" and get_target("x86-avx2").arch == "x86_64"
     a76 = get_target("arm-a76")
     assert a76.config["mtriple"] == "aarch64-linux-gnu" and "+dotprod" in a76.config["mattr"]

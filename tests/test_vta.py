@@ -249,3 +249,59 @@ def test_deadlock_is_named():
 def test_out_of_range_is_named(insn, match):
     with pytest.raises(VtaExecutionError, match=match):
         Simulator(C, np.zeros(256 * 64, np.uint8)).run([insn])
+
+
+# -- the vta-sim target: whole models ------------------------------------------------------------------
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a.ravel() @ b.ravel() / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def test_bert_linear_layers_on_the_accelerator(tmp_path):
+    """Every linear layer of a BERT-style encoder on the simulated accelerator (int8, calibrated on
+    other samples than the ones checked), the rest on the host: cosine >= 0.99 to the float model."""
+    import torch
+
+    import gearshift
+    from gearshift.cli import main
+    from gearshift.frontend.examples import BertConfig, bert_inputs, tiny_bert
+    from gearshift.runtime.device import save_npz
+
+    config = BertConfig()
+    module = tiny_bert(config).eval()
+    feeds = bert_inputs(config, batch=1, seq_len=32)
+    art = gearshift.compile(module, "vta-sim", tmp_path / "bert", example_inputs=feeds,
+                            calibration=bert_inputs(config, batch=1, seq_len=32, seed=1))
+    assert art.target["accelerator"] == "vta" and "vta/layers.safetensors" in art.manifest["files"]
+    session = gearshift.Session(art)
+    got = next(iter(session.run(feeds).values()))
+    with torch.no_grad():
+        expected = module(**{k: torch.tensor(v) for k, v in feeds.items()})
+    expected = (expected[0] if isinstance(expected, (tuple, list)) else expected).numpy()
+    assert _cosine(got, expected) >= 0.99
+    report = session.accelerator_report
+    assert len(report["layers"]) == 12 and report["total_cycles"] > sum(r["gemm_cycles"] for r in report["layers"])
+    save_npz(tmp_path / "in.npz", feeds)
+    assert main(["run", str(art.path), "-i", str(tmp_path / "in.npz")]) == 0
+
+
+@pytest.mark.parametrize("sparsity,kept", [("bsr:0.75:16x16", 0.25), ("circulant:16", 1.0)])
+def test_structured_layers_on_the_accelerator(mlp_onnx, sparsity, kept):
+    import gearshift
+
+    built = gearshift.compile_model(mlp_onnx, "vta-sim", sparsity=sparsity)
+    layers = [layer for layer in built.report["sparse_layers"] if layer["decision"] == "vta"]
+    structured = [layer for layer in layers if layer["block"].startswith(sparsity.split(":")[0])]
+    assert len(layers) == 2 and structured, layers  # (96 -> 40 does not divide into 16x16 blocks: dense tiles)
+    assert all(abs(layer["density"] - kept) < 0.1 for layer in structured), structured
+
+
+def test_a_corrupted_accelerator_file_is_refused(mlp_onnx, tmp_path):
+    import gearshift
+    from gearshift.errors import ArtifactError
+
+    art = gearshift.compile(mlp_onnx, "vta-sim", tmp_path / "mlp")
+    data = bytearray((art.path / "vta/layers.safetensors").read_bytes())
+    data[-1] ^= 1
+    (art.path / "vta/layers.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="vta/layers.safetensors"):
+        gearshift.Session(art.path)

@@ -19,52 +19,13 @@ the others: the cycle model shows the difference.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from gearshift.runtime.vta import isa
 from gearshift.runtime.vta.config import VtaConfig
-from gearshift.runtime.vta.simulator import Simulator, Stats
+from gearshift.runtime.vta.program import ALIGN, Program, blocks_of
+from gearshift.runtime.vta.simulator import Stats
 from gearshift.schedules.vta.quantize import QuantizedLinear
-
-ALIGN = 256  # DRAM regions start on a multiple of every element size
-
-
-@dataclass
-class Program:
-    """A lowered layer: its instruction stream, the DRAM image (weights, bias, shifts and micro-ops in
-    place; inputs written per call) and where each region lies."""
-
-    config: VtaConfig
-    insns: list
-    dram: np.ndarray
-    regions: dict  # name -> byte offset
-    m: int
-    k: int
-    n: int
-    gemm_blocks: int  # block multiplies the stream performs (M x kept weight blocks)
-    tiles: dict = field(default_factory=dict)
-
-    def run(self, x_q: np.ndarray) -> tuple[np.ndarray, Stats]:
-        """y_q [M, N] for x_q [M, K] (int8), and the cycle model's Stats."""
-        if x_q.shape != (self.m, self.k) or x_q.dtype != np.int8:
-            raise ValueError(f"expected int8 [{self.m}, {self.k}], got {x_q.dtype} {list(x_q.shape)}")
-        kb, nb = _blocks(self.k), _blocks(self.n)
-        dram = self.dram.copy()
-        padded = np.zeros((self.m, kb * 16), np.int8)
-        padded[:, :self.k] = x_q
-        at = self.regions["inp"]
-        dram[at:at + padded.nbytes] = padded.view(np.uint8).ravel()
-        stats = Simulator(self.config, dram).run(self.insns)
-        at = self.regions["out"]
-        out = dram[at:at + self.m * nb * 16].view(np.int8).reshape(self.m, nb * 16)
-        return out[:, :self.n].copy(), stats
-
-
-def _blocks(size: int, block: int = 16) -> int:
-    return -(-size // block)
 
 
 def lower_matmul(layer: QuantizedLinear, m: int, config: VtaConfig, double_buffer: bool = True,
@@ -74,7 +35,7 @@ def lower_matmul(layer: QuantizedLinear, m: int, config: VtaConfig, double_buffe
     if config.batch != 1 or config.block_in != 16 or config.block_out != 16:
         raise ValueError("the lowering is written for VTA's default 1 x 16 x 16 GEMM core")
     k, n = layer.w_q.shape
-    kb, nb = _blocks(k), _blocks(n)
+    kb, nb = blocks_of(k), blocks_of(n)
     w = np.zeros((kb * 16, nb * 16), np.int8)
     w[:k, :n] = layer.w_q
     blocks = w.reshape(kb, 16, nb, 16).transpose(2, 0, 3, 1)  # [n block, k block, out 16, in 16]
@@ -217,4 +178,4 @@ def cycles_per_block(program: Program, stats: Stats) -> float:
     return stats.cycles / max(program.gemm_blocks, 1)
 
 
-__all__ = ["Program", "cycles_per_block", "ideal_cycles", "lower_matmul", "math"]
+__all__ = ["Program", "cycles_per_block", "ideal_cycles", "lower_matmul"]
