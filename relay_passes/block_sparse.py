@@ -135,10 +135,7 @@ class _BlockSparsify(WeightLayerWalk):
             return new
         if capacity is not None:
             data, indices = pad_blocks(data, capacity), pad_blocks(indices, capacity)
-        bias_param = self.biases.get(var)
-        bias = self.values[bias_param] if bias_param is not None else np.zeros(n, np.float32)
-        epilogue = self.epilogues.get(var)
-        steps = epilogue.steps if epilogue is not None else None
+        bias, epilogue, steps = self._bias_and_epilogue(var, n)
         if self.tuning is not None:  # tuned knobs for this exact kernel, if the database has them
             tuned = self.tuning.knobs(bsr_task(name, m, k, n, r, c, (data, indices, indptr), masks, steps,
                                                self.micro, self.threads, tile))
@@ -149,6 +146,13 @@ class _BlockSparsify(WeightLayerWalk):
         if not self.kernel_passes(report, name, spec.kind, error):
             return new
         return self._commit(name, var, x, spec, report, kernel, (data, indices, indptr), epilogue, (m, k, n))
+
+    def _bias_and_epilogue(self, var, n: int) -> tuple:
+        """(the bias the kernel adds: the layer's or zeros, the Epilogue it applies or None, its steps)."""
+        bias_param = self.biases.get(var)
+        bias = self.values[bias_param] if bias_param is not None else np.zeros(n, np.float32)
+        epilogue = self.epilogues.get(var)
+        return bias, epilogue, epilogue.steps if epilogue is not None else None
 
     def _commit(self, name, var, x, spec, report, kernel, arrays, epilogue, sizes) -> relax.Expr:
         """A rewrite that passed its check: the bias and epilogue marked done, the report, the call."""
@@ -180,10 +184,7 @@ class _BlockSparsify(WeightLayerWalk):
             return new
         if capacity is not None:
             data, indices = pad_blocks(data, capacity), pad_blocks(indices, capacity)
-        bias_param = self.biases.get(var)
-        bias = self.values[bias_param] if bias_param is not None else np.zeros(n, np.float32)
-        epilogue = self.epilogues.get(var)
-        steps = epilogue.steps if epilogue is not None else None
+        bias, epilogue, steps = self._bias_and_epilogue(var, n)
         kernel = gpu_bsr_matmul(m, k, n, r, c, len(indices), self.gpu, masks, steps)
         error = None
         if self.plan.check:

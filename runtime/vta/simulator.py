@@ -153,7 +153,8 @@ class Simulator:
                 isa.MEM_WGT: (self.wgt, np.dtype("i1")), isa.MEM_ACC: (self.acc, np.dtype("<i4")),
                 isa.MEM_OUT: (self.out, np.dtype("i1"))}[memory_type]
 
-    def _dram_elements(self, index: int, insn: isa.Mem, buffer: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    def _dram_elements(self, buffer: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        """DRAM viewed as an array of `buffer`'s elements (addresses count elements, as VTA's do)."""
         shape = buffer.shape[1:]
         per = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         count = self.dram.size // per
@@ -163,7 +164,7 @@ class Simulator:
         if insn.memory_type == isa.MEM_OUT:
             raise VtaExecutionError(f"#{index} LOAD: the output buffer cannot be loaded")
         buffer, dtype = self._buffer(insn.memory_type)
-        dram = self._dram_elements(index, insn, buffer, dtype)
+        dram = self._dram_elements(buffer, dtype)
         width = insn.x_pad_0 + insn.x_size + insn.x_pad_1
         height = insn.y_pad_0 + insn.y_size + insn.y_pad_1
         last = insn.sram_base + height * width
@@ -185,7 +186,7 @@ class Simulator:
                                     f"{isa.MEMORIES.get(insn.memory_type, insn.memory_type)}")
         if insn.y_pad_0 or insn.y_pad_1 or insn.x_pad_0 or insn.x_pad_1:
             raise VtaExecutionError(f"#{index} STORE: stores take no padding")
-        dram = self._dram_elements(index, insn, self.out, np.dtype("i1"))
+        dram = self._dram_elements(self.out, np.dtype("i1"))
         last = insn.sram_base + insn.y_size * insn.x_size
         if last > len(self.out):
             raise VtaExecutionError(f"#{index} STORE: output buffer index {last - 1} beyond its depth {len(self.out)}")

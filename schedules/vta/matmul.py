@@ -24,7 +24,6 @@ import numpy as np
 from gearshift.runtime.vta import isa
 from gearshift.runtime.vta.config import VtaConfig
 from gearshift.runtime.vta.program import ALIGN, Program, blocks_of
-from gearshift.runtime.vta.simulator import Stats
 from gearshift.schedules.vta.quantize import QuantizedLinear
 
 
@@ -167,15 +166,3 @@ class _Builder:
             if isinstance(insn, tuple):
                 _, sram, list_index, count = insn
                 self.insns[i] = isa.Mem(isa.LOAD, isa.MEM_UOP, sram, uop_base + int(offsets[list_index]), 1, count, count)
-
-
-def ideal_cycles(program: Program) -> int:
-    """The GEMM core's lower bound: one cycle per block multiply."""
-    return program.gemm_blocks
-
-
-def cycles_per_block(program: Program, stats: Stats) -> float:
-    return stats.cycles / max(program.gemm_blocks, 1)
-
-
-__all__ = ["Program", "cycles_per_block", "ideal_cycles", "lower_matmul"]
