@@ -75,11 +75,16 @@ def manifest_of(built: Built, name: str) -> dict:
     }
 
 
-def save(built: Built, out_dir: str | os.PathLike, *, name: str = "model", overwrite: bool = False) -> Artifact:
-    """Write `built` as an artifact directory (atomically; see `gearshift.runtime.artifact`)."""
+def save(built: Built, out_dir: str | os.PathLike, *, name: str = "model", overwrite: bool = False,
+         sign_with: str | os.PathLike | None = None) -> Artifact:
+    """Write `built` as an artifact directory (atomically; see `gearshift.runtime.artifact`), signed
+    with the Ed25519 private key file `sign_with` if given (`gearshift.runtime.signing`)."""
+    from gearshift.runtime.signing import signer
+
     return write_artifact(out_dir, write_library=built.export_library, levels={"default": built.weights},
                           manifest=manifest_of(built, name), overwrite=overwrite,
-                          extra_files=built.accelerator.save if built.accelerator is not None else None)
+                          extra_files=built.accelerator.save if built.accelerator is not None else None,
+                          sign=signer(sign_with) if sign_with else None)
 
 
 def compile(model: ModelLike, target: str = "host", out_dir: str | os.PathLike | None = None, *,

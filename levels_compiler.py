@@ -28,6 +28,7 @@ from gearshift.relay_passes.levels import LevelSet, capacities, read_levels
 from gearshift.relay_passes.plan import SparsityPlan
 from gearshift.runtime.artifact import Artifact, write_artifact
 from gearshift.runtime.calibration import calibration_inputs
+from gearshift.runtime.signing import signer
 from gearshift.schedules.targets import TargetInfo, get_target
 from gearshift.spec import Log
 from gearshift.tune.lookup import tuning_from
@@ -125,9 +126,10 @@ def final_plans(levels: LevelSet, info: TargetInfo, sources: Mapping[str, tuple[
 
 
 def save_levels(result: LevelsBuilt, out_dir: str | os.PathLike, *, name: str = "model",
-                overwrite: bool = False) -> Artifact:
+                overwrite: bool = False, sign_with: str | os.PathLike | None = None) -> Artifact:
     """Write the artifact: lib.so (the first level's code), per level its weights (and its own
-    library in the baked form), and the RT3 facts in the manifest."""
+    library in the baked form), and the RT3 facts in the manifest; signed with the private key file
+    `sign_with` if given (`runtime/signing.py`)."""
     from gearshift.compiler import manifest_of
 
     first = result.first
@@ -139,7 +141,8 @@ def save_levels(result: LevelsBuilt, out_dir: str | os.PathLike, *, name: str = 
         libraries = {n: b.export_library for n, b in result.builts.items() if n != result.levels.names[0]}
     return write_artifact(out_dir, write_library=first.export_library,
                           levels={n: b.weights for n, b in result.builts.items()}, manifest=manifest,
-                          overwrite=overwrite, level_info=result.info, level_libraries=libraries)
+                          overwrite=overwrite, level_info=result.info, level_libraries=libraries,
+                          sign=signer(sign_with) if sign_with else None)
 
 
 def _with_weights(shared: Built, prepared: Prepared) -> Built:
@@ -240,11 +243,12 @@ def _accuracy_here(result: LevelsBuilt, prepared: Mapping[str, Prepared], proto,
 
 
 def compile_levels_to(model: ModelLike, levels, target: str, out_dir: str | os.PathLike, *, name: str | None = None,
-                      overwrite: bool = False, **kwargs: Any) -> Artifact:
+                      overwrite: bool = False, sign_with: str | os.PathLike | None = None, **kwargs: Any) -> Artifact:
     """`compile_levels` then `save_levels`."""
     if name is None:
         name = Path(model).stem if isinstance(model, (str, os.PathLike)) else type(model).__name__
-    return save_levels(compile_levels(model, levels, target, **kwargs), out_dir, name=name, overwrite=overwrite)
+    return save_levels(compile_levels(model, levels, target, **kwargs), out_dir, name=name, overwrite=overwrite,
+                       sign_with=sign_with)
 
 
 def _gpu_accuracy(result: LevelsBuilt, prepared: Mapping[str, Prepared], args_np: list, ref: np.ndarray,

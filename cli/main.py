@@ -6,12 +6,13 @@
                       [--levels levels.json]  (RT3: several compression levels in one artifact)
                       [--db DIR]  (tuned kernel knobs from `gearshift tune`)
     gearshift tune MODEL --target T --db DIR [--sparsity ...|--levels F] [--trials N] [--rpc H:P --key K]
-    gearshift run DIR --inputs in.npz [-o out.npz] [--repeat N] [--json] [--level NAME]
+    gearshift run DIR --inputs in.npz [-o out.npz] [--repeat N] [--json] [--level NAME] [--trusted-key K.pub]
                   (an ARM artifact on an x86 machine runs in the emulated phone: `make arm-env`)
     gearshift device setup | info | serve --tracker H:P --key K | python ...   (see cli/device.py)
     gearshift check-gpu MODEL --target mali-g76|adreno-640 [--sparsity ...]   (see cli/gpu.py)
     gearshift profiles | levels DIR ... | rt3-report DIR ...   (RT3, see cli/rt3.py)
     gearshift targets
+    gearshift keygen KEY        (an Ed25519 pair for `compile --sign KEY`, `run --trusted-key KEY.pub`)
     gearshift demo [--repeat N]
     gearshift bench --suite kernels|models|rt3|accuracy|all [--quick] [--db DIR] -o DIR   (see cli/bench.py)
     gearshift readme-results REPORT.md README.md
@@ -78,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
                           "see relay_passes/levels.py for the file format. Replaces --sparsity")
     com.add_argument("--db", metavar="DIR", help="a tuning database (`gearshift tune`): the sparse kernels it has "
                                                   "records for take their fastest measured knobs")
+    com.add_argument("--sign", metavar="KEY", help="sign the artifact's manifest with this Ed25519 private key "
+                                                   "(`gearshift keygen`); `run --trusted-key` then checks it")
     com.add_argument("--calibration", metavar="INPUTS.npz",
                      help="sample inputs (keyed by input name) for the int8 scales of --target vta-sim "
                           "(default: random inputs; real ones give better accuracy)")
@@ -93,7 +96,14 @@ def _parser() -> argparse.ArgumentParser:
                      help="time N runs (the benchmark protocol's blocks, 3 warm-up runs before each); print median and p90")
     run.add_argument("--json", action="store_true", help="print a JSON summary")
     run.add_argument("--level", help="the compression level to run (default: the artifact's first)")
+    run.add_argument("--trusted-key", action="append", default=[], metavar="KEY.pub",
+                     help="refuse the artifact unless its manifest is signed by this key (64 hex digits or a .pub "
+                          "file; repeatable), checked before the library is loaded")
     run.set_defaults(handler=_run)
+
+    kg = sub.add_parser("keygen", help="write a new Ed25519 signing key pair: KEY (private, 0600) and KEY.pub")
+    kg.add_argument("key", help="where to write the private key")
+    kg.set_defaults(handler=_keygen)
 
     tg = sub.add_parser("targets", help="list the target names")
     tg.set_defaults(handler=_targets)
@@ -151,7 +161,8 @@ def _compile(args: argparse.Namespace) -> int:
         from gearshift.levels_compiler import compile_levels_to
 
         art = compile_levels_to(args.model, args.levels, args.target, out, name=args.name, overwrite=args.force,
-                                input_shapes=parse_input_shapes(args.input_shape), db=args.db, log=log)
+                                input_shapes=parse_input_shapes(args.input_shape), db=args.db, log=log,
+                                sign_with=args.sign)
         size = sum(f["bytes"] for f in art.manifest["files"].values())
         log(f"wrote {out} ({size / 1e6:.2f} MB, {len(art.level_names)} levels, {art.manifest['rt3']['form']} form)")
         return 0
@@ -165,7 +176,7 @@ def _compile(args: argparse.Namespace) -> int:
         calibration = read_npz(Path(args.calibration))
     built = compile_model(args.model, args.target, input_shapes=parse_input_shapes(args.input_shape),
                           sparsity=plan, db=args.db, calibration=calibration, log=log)
-    art = save(built, out, name=args.name or Path(args.model).stem, overwrite=args.force)
+    art = save(built, out, name=args.name or Path(args.model).stem, overwrite=args.force, sign_with=args.sign)
     size = sum(f["bytes"] for f in art.manifest["files"].values())
     log(f"wrote {out} ({size / 1e6:.2f} MB, target {built.target.name})")
     return 0
@@ -174,9 +185,14 @@ def _compile(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from gearshift.runtime import device
 
+    if args.trusted_key:  # checked here before anything else reads the artifact (and again where it runs)
+        from gearshift.runtime import open_artifact
+
+        open_artifact(args.artifact, args.trusted_key)
     if _is_foreign_arm(args.artifact):
         return _run_emulated(args)
-    summary = device.run_artifact(args.artifact, args.inputs, output=args.output, repeat=args.repeat, level=args.level)
+    summary = device.run_artifact(args.artifact, args.inputs, output=args.output, repeat=args.repeat, level=args.level,
+                                  trusted_keys=args.trusted_key)
     device.print_summary(summary, args.json)
     return 0
 
@@ -202,8 +218,18 @@ def _run_emulated(args: argparse.Namespace) -> int:
     log(f"{NOTE}; starting it takes ~15 s")
     argv = ["-m", "gearshift.runtime.device", "run", str(Path(args.artifact).resolve()), "--inputs", args.inputs,
             *(["--output", args.output] if args.output else []), *(["--level", args.level] if args.level else []),
+            *[arg for key in args.trusted_key for arg in ("--trusted-key", str(Path(key).resolve()) if Path(key).exists()
+                                                          else key)],
             "--repeat", str(args.repeat), *(["--json"] if args.json else [])]
     return run_python(argv, root=root, capture=False).returncode
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from gearshift.runtime.signing import generate_key
+
+    private, public = generate_key(args.key)
+    log(f"wrote {private} (private: keep it secret) and {public} (public: give it to `run --trusted-key`)")
+    return 0
 
 
 def _targets(args: argparse.Namespace) -> int:

@@ -19,13 +19,13 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from gearshift.errors import ArtifactError, read_json
+from gearshift.errors import ArtifactError
 from gearshift.spec import TensorSpec
 
 FORMAT = "gearshift-artifact"
@@ -105,11 +105,13 @@ def write_artifact(
     level_info: Mapping[str, Mapping] | None = None,
     level_libraries: Mapping[str, Callable[[Path], None]] | None = None,
     extra_files: Callable[[Path], list[str]] | None = None,
+    sign: Callable[[bytes], bytes] | None = None,
 ) -> Artifact:
     """Write an artifact atomically. `manifest` gives the model's facts (target, inputs, outputs, ...);
     the format fields, weights order, levels and file hashes are added here. `level_info`: facts per
     level (density, latency, ...); `level_libraries`: a writer of its own library per level (baked levels);
-    `extra_files`: writes more files into the artifact's directory and returns their paths (hashed too)."""
+    `extra_files`: writes more files into the artifact's directory and returns their paths (hashed too);
+    `sign`: manifest bytes -> manifest.sig (`runtime/signing.py`), written before the artifact appears."""
     from safetensors.numpy import save_file
 
     out = Path(out_dir)
@@ -143,6 +145,10 @@ def write_artifact(
             "files": {rel: _fingerprint(tmp / rel) for rel in [LIBRARY, *_level_files(level_entries), *extra]},
         }
         (tmp / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=False) + "\n")
+        if sign is not None:
+            from gearshift.runtime.signing import SIGNATURE
+
+            (tmp / SIGNATURE).write_bytes(sign((tmp / MANIFEST).read_bytes()))
         _fsync_tree(tmp)
         _replace(tmp, out)
     except BaseException:
@@ -151,13 +157,22 @@ def write_artifact(
     return open_artifact(out)
 
 
-def open_artifact(path: str | os.PathLike) -> Artifact:
-    """Open an artifact and verify it: format, version, and the hash and size of every file."""
+def open_artifact(path: str | os.PathLike, trusted_keys: Iterable[str] | None = None) -> Artifact:
+    """Open an artifact and verify it: format, version, and the hash and size of every file; with
+    `trusted_keys` (Ed25519 public keys, hex or .pub paths) first its signature over the manifest."""
     root = Path(path)
     mpath = root / MANIFEST
     if not mpath.is_file():
         raise ArtifactError(f"{root}: not a gearshift artifact (no {MANIFEST})")
-    manifest = read_json(mpath, ArtifactError)
+    raw = mpath.read_bytes()  # read once: what is verified is what is parsed
+    if trusted_keys is not None:
+        from gearshift.runtime.signing import verify
+
+        verify(root, raw, trusted_keys)
+    try:
+        manifest = json.loads(raw.decode())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ArtifactError(f"{mpath}: not valid JSON ({err})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ArtifactError(f"{mpath}: not a gearshift manifest")
     if manifest.get("format_version") != FORMAT_VERSION:

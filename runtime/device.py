@@ -31,12 +31,12 @@ def emulation_note() -> str | None:
 
 
 def run_artifact(artifact: str | os.PathLike, inputs_path: str | os.PathLike, *, output: str | None = None,
-                 repeat: int = 0, level: str | None = None) -> dict:
+                 repeat: int = 0, level: str | None = None, trusted_keys: Sequence[str] | None = None) -> dict:
     """Run an artifact on the inputs of an .npz; write the outputs to `output`; time `repeat` runs.
-    Returns the summary `gearshift run` prints."""
+    Returns the summary `gearshift run` prints. `trusted_keys`: the artifact must be signed by one."""
     from gearshift.runtime.session import Session
 
-    session = Session(artifact, level=level)
+    session = Session(artifact, level=level, trusted_keys=trusted_keys or None)
     inputs = read_npz(Path(inputs_path))
     outputs = session.run(inputs)
     summary: dict = {"machine": platform.machine(), "level": session.level,
@@ -137,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--repeat", type=int, default=0)
     run.add_argument("--level")
     run.add_argument("--json", action="store_true")
+    run.add_argument("--trusted-key", action="append", default=[])
     srv = sub.add_parser("serve", help="TVM's RPC server, registered with a tracker")
     srv.add_argument("--tracker", required=True)
     srv.add_argument("--key", required=True)
@@ -147,7 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         if args.command == "run":
-            summary = run_artifact(args.artifact, args.inputs, output=args.output, repeat=args.repeat, level=args.level)
+            summary = run_artifact(args.artifact, args.inputs, output=args.output, repeat=args.repeat, level=args.level,
+                                   trusted_keys=args.trusted_key)
             print_summary(summary, args.json)
         else:
             serve(args.tracker, args.key, host=args.host, port=args.port, port_end=args.port_end,

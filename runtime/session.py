@@ -7,7 +7,7 @@ import platform
 import shutil
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -34,9 +34,14 @@ class Session:
     inferences, never inside one. `run` may be called from several threads at once: each thread gets
     its own virtual machine (TVM's VM keeps per-call state) and its own input buffers."""
 
-    def __init__(self, artifact: str | os.PathLike | Artifact, level: str | None = None):
+    def __init__(self, artifact: str | os.PathLike | Artifact, level: str | None = None,
+                 trusted_keys: Sequence[str] | None = None):
+        """`trusted_keys`: Ed25519 public keys (hex, or .pub files); when given, the artifact must be
+        signed by one of them (`gearshift compile --sign`), checked before anything is loaded."""
         import tvm
 
+        if trusted_keys is not None:  # (re)opened from disk: a signature covers the files as they are now
+            artifact = open_artifact(artifact.path if isinstance(artifact, Artifact) else artifact, trusted_keys)
         self.artifact = artifact if isinstance(artifact, Artifact) else open_artifact(artifact)
         target = self.artifact.target
         here = platform.machine()
