@@ -166,14 +166,15 @@ RSS_BOUND_MB = 32  # growth allowed over the stress run, after a warm-up of ever
 
 
 def test_stress_switching_under_concurrent_inference(artifact):
-    """4 threads infer continuously while another switches levels 1,000 times: every output is
-    exactly one level's output (no torn weights), nothing raises, resident memory stays bounded."""
+    """8 threads infer continuously while another switches levels 1,000 times: every output is
+    exactly one level's output (no torn weights), nothing raises, resident memory stays bounded
+    (benchmarks/soak.py is the long version)."""
     session = gearshift.Session(artifact)
     expected = {}
     for name in SPARSITIES:
         session.switch(name)
         expected[name] = session.run({"x": X})["y"].copy()
-    stop, errors, counts, seen = threading.Event(), [], [0] * 4, set()
+    stop, errors, counts, seen = threading.Event(), [], [0] * 8, set()
 
     def infer(i: int) -> None:
         try:
@@ -187,7 +188,7 @@ def test_stress_switching_under_concurrent_inference(artifact):
         except BaseException as err:
             errors.append(err)
 
-    threads = [threading.Thread(target=infer, args=(i,)) for i in range(4)]
+    threads = [threading.Thread(target=infer, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
     while min(counts) < 5 and not errors:  # every thread warmed up (its VM and buffers made)
@@ -207,6 +208,24 @@ def test_stress_switching_under_concurrent_inference(artifact):
     assert not errors, errors[0]
     assert len(seen) >= 2 and session.switches >= 1000 + len(SPARSITIES)
     assert _rss_mb() - rss0 < RSS_BOUND_MB
+
+
+def test_sessions_open_and_close_without_leaks(artifact):
+    """Opening and dropping sessions leaves no file descriptor, thread or memory behind."""
+    import gc
+
+    def fds() -> int:
+        return len(os.listdir(f"/proc/{os.getpid()}/fd"))
+
+    gearshift.Session(artifact).run({"x": X})  # warm: the library is loaded and cached once
+    gc.collect()
+    before = (fds(), threading.active_count(), _rss_mb())
+    for _ in range(30):
+        session = gearshift.Session(artifact)
+        session.run({"x": X})
+        del session
+    gc.collect()
+    assert (fds(), threading.active_count()) == before[:2] and _rss_mb() - before[2] < RSS_BOUND_MB
 
 
 @pytest.fixture(scope="module")
