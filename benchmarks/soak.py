@@ -76,7 +76,7 @@ def soak(artifact: Path, seconds: float, threads: int, loads: int) -> dict:
     for t in workers:
         t.join()
     rss1 = rss_mb()
-    del session
+    session = None  # dropped (the workers, which read it, have stopped)
     gc.collect()
     rss_l0 = rss_mb()
     for _ in range(loads):  # open and drop sessions: libraries are cached by content, weights freed
