@@ -7,7 +7,7 @@ VENV       := .venv
 PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
 
-.PHONY: setup system-deps arm-env demo test test-arm sweep clean
+.PHONY: setup system-deps arm-env demo test test-arm sweep fuzz clean
 
 setup: $(STAMP) system-deps
 
@@ -51,6 +51,17 @@ test-arm: setup arm-env
 # The whole architecture sweep (tests/test_sweep.py runs its fast tier): benchmarks/results/sweep.{json,md}
 sweep: setup
 	cd benchmarks && ../$(PY) sweep.py
+
+# Coverage-guided fuzzing (atheris) of every file gearshift reads, FUZZ_SECONDS per target; the corpus
+# (fuzz/corpus/, with every crash found as regression-*) is replayed by `make test` (tests/test_fuzz.py).
+FUZZ_SECONDS ?= 60
+fuzz: setup
+	$(PY) -m pip install -q -e ".[fuzz]"
+	@mkdir -p out; for t in $$($(PY) -c "from gearshift.fuzz.targets import TARGETS; print(*TARGETS)"); do \
+	  echo "fuzzing $$t for $(FUZZ_SECONDS) s (log: out/fuzz-$$t.log)"; \
+	  $(PY) -m gearshift.fuzz.run $$t --seconds $(FUZZ_SECONDS) > out/fuzz-$$t.log 2>&1; rc=$$?; \
+	  grep -E "number_of_executed_units" out/fuzz-$$t.log; \
+	  test $$rc = 0 || { tail -40 out/fuzz-$$t.log; exit 1; }; done
 
 clean:
 	rm -rf out .pytest_cache

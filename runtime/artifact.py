@@ -181,10 +181,8 @@ def open_artifact(path: str | os.PathLike, trusted_keys: Iterable[str] | None = 
     for key in ("target", "inputs", "outputs", "weights", "levels", "files"):
         if key not in manifest:
             raise ArtifactError(f"{mpath}: the manifest has no {key!r}")
+    _check_fields(manifest, mpath)
     files = manifest["files"]
-    if not isinstance(manifest["levels"], dict) or not all(isinstance(e, dict) and "file" in e
-                                                           for e in manifest["levels"].values()):
-        raise ArtifactError(f"{mpath}: malformed 'levels'")
     needed = {LIBRARY, *_level_files(manifest["levels"])}
     if not needed <= set(files):
         raise ArtifactError(f"{mpath}: no hash recorded for {', '.join(sorted(needed - set(files)))}")
@@ -201,6 +199,34 @@ def open_artifact(path: str | os.PathLike, trusted_keys: Iterable[str] | None = 
         if actual["sha256"] != expected.get("sha256"):
             raise ArtifactError(f"{root}: {rel} does not match its sha256 in the manifest (modified)")
     return Artifact(root, manifest)
+
+
+def _check_fields(manifest: dict, mpath: Path) -> None:
+    """The manifest's structure, field by field, so that a malformed one is named here and not met
+    later as a KeyError (found by fuzzing the loader)."""
+    if not isinstance(manifest["target"], dict) or not isinstance(manifest["target"].get("config", {}), dict):
+        raise ArtifactError(f"{mpath}: malformed 'target'")
+    levels = manifest["levels"]
+    if not isinstance(levels, dict) or not levels or not all(
+            isinstance(e, dict) and isinstance(e.get("file"), str) and isinstance(e.get("library", ""), str)
+            for e in levels.values()):
+        raise ArtifactError(f"{mpath}: malformed 'levels'")
+    specs = [("inputs", manifest["inputs"]), ("outputs", manifest["outputs"]), ("weights", manifest["weights"])]
+    specs += [(f"levels.{name}.weights", e["weights"]) for name, e in levels.items() if "weights" in e]
+    for field, items in specs:
+        if not isinstance(items, list):
+            raise ArtifactError(f"{mpath}: '{field}' must be a list")
+        for i, item in enumerate(items):
+            try:
+                spec = TensorSpec.from_json(item)
+                np.dtype(spec.dtype)
+            except (KeyError, TypeError, ValueError, AttributeError) as err:
+                raise ArtifactError(f"{mpath}: {field}[{i}] is not a tensor spec ({type(err).__name__}: {err})") from None
+    files = manifest["files"]
+    if not isinstance(files, dict) or not all(
+            isinstance(rel, str) and isinstance(e, dict) and isinstance(e.get("bytes"), int)
+            and isinstance(e.get("sha256"), str) for rel, e in files.items()):
+        raise ArtifactError(f"{mpath}: malformed 'files'")
 
 
 def _specs(weights: Mapping[str, np.ndarray]) -> list[dict]:

@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import sys
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -88,7 +89,8 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
-    except (ValueError, OSError, AttributeError):  # pickled or not an archive: refused, never unpickled
+    except (ValueError, OSError, AttributeError, EOFError, zipfile.BadZipFile):  # pickled, empty, not an
+        # archive (found by fuzzing: an empty file raised EOFError): refused, never unpickled
         raise InputError(f"{path}: not an .npz archive of plain arrays") from None
 
 

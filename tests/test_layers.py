@@ -29,7 +29,7 @@ LAYERS = [
     ("package", [""]),  # gearshift/__init__.py: the public API, re-exported from below
 ]
 TORCH_FREE = ["compress", "schedules", "relay_passes"]  # neither they nor what they import use torch
-SKIP = {".venv", "tests", "benchmarks", "out", "gearshift.egg-info", "build", "docs"}
+SKIP = {".venv", "tests", "benchmarks", "fuzz", "out", "gearshift.egg-info", "build", "docs"}
 
 
 def modules() -> dict[str, Path]:

@@ -127,6 +127,8 @@ def config_from_json(data: dict | str | Path) -> VtaConfig:
             raise VtaConfigError(str(path), f"cannot be read ({err.strerror})") from None
         except json.JSONDecodeError as err:
             raise VtaConfigError(str(path), f"not JSON (line {err.lineno}: {err.msg})") from None
+        except UnicodeDecodeError:  # (found by fuzzing)
+            raise VtaConfigError(str(path), "not text (not UTF-8)") from None
     elif isinstance(data, str):
         try:
             data = json.loads(data)
