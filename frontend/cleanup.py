@@ -100,6 +100,12 @@ def _check(model: onnx.ModelProto) -> None:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as err:
         raise GearshiftImportError(f"invalid ONNX model: {summarize(err, lines=2)}") from None
+    for init in model.graph.initializer:  # the checker does not compare an initializer's data with its dims
+        try:
+            numpy_helper.to_array(init)
+        except Exception as err:  # noqa: BLE001  (found by fuzzing: a ValueError deep in constant folding)
+            raise GearshiftImportError(f"initializer {init.name!r} (dims {list(init.dims)}, data type "
+                                       f"{init.data_type}): its data does not match ({summarize(err, lines=1)})") from None
 
 
 def _upgrade_opset(model: onnx.ModelProto) -> onnx.ModelProto:

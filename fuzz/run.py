@@ -1,6 +1,6 @@
 """Coverage-guided fuzzing of one target with atheris (libFuzzer under Python).
 
-    python -m gearshift.fuzz.run TARGET [--seconds N]     (`make fuzz` runs every target)
+    python -m gearshift.fuzz.run TARGET [--seconds N] [--corpus DIR]     (`make fuzz` runs every target)
 
 Starts from fuzz/corpus/TARGET (new interesting inputs are added there; crashes are written as
 crash-* files in fuzz/crashes/ and stop the run). Prints the execution count at the end."""
@@ -18,6 +18,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("target")
     ap.add_argument("--seconds", type=int, default=60)
+    ap.add_argument("--corpus", type=Path, help="the corpus folder to start from and grow (default: fuzz/corpus/TARGET)")
     args = ap.parse_args()
     import atheris
 
@@ -26,8 +27,8 @@ def main() -> int:
     if args.target not in TARGETS:
         print(f"unknown target {args.target!r}; targets: {', '.join(TARGETS)}", file=sys.stderr)
         return 2
-    corpus = HERE / "corpus" / args.target
-    crashes = HERE / "crashes"
+    corpus = args.corpus or HERE / "corpus" / args.target
+    crashes = corpus.parent / "crashes" if args.corpus else HERE / "crashes"
     crashes.mkdir(exist_ok=True)
 
     def one(data: bytes) -> None:

@@ -35,7 +35,20 @@ def main() -> None:
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])], [w, b])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
-    _put("onnx_model", "mlp.onnx", model.SerializeToString())
+    _put("onnx_model", "seed-mlp.onnx", model.SerializeToString())
+    wc = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "wc")
+    wf = numpy_helper.from_array(rng.standard_normal((4 * 6 * 6, 5)).astype(np.float32), "wf")
+    shape = numpy_helper.from_array(np.array([1, -1], np.int64), "shape")
+    conv = helper.make_graph([helper.make_node("Conv", ["x", "wc"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+                              helper.make_node("Relu", ["c"], ["r"]),
+                              helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+                              helper.make_node("Reshape", ["p", "shape"], ["f"]), helper.make_node("MatMul", ["f", "wf"], ["m"]),
+                              helper.make_node("Softmax", ["m"], ["y"], axis=-1)], "cnn",
+                             [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 12, 12])],
+                             [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])], [wc, wf, shape])
+    _put("onnx_model", "seed-cnn.onnx",
+         helper.make_model(conv, opset_imports=[helper.make_opsetid("", 17)], ir_version=9).SerializeToString())
+    _put("onnx_graph", "seed-0", bytes(range(16)))
     art = CORPUS / "artifact"
     if art.exists():
         shutil.rmtree(art)

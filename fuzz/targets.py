@@ -32,6 +32,59 @@ def onnx_model(data: bytes) -> None:
     to_relax(load(_file(data, "model.onnx")))
 
 
+OPS = ["MatMul", "Gemm", "Add", "Relu", "Conv", "Softmax", "Reshape", "Transpose", "Flatten", "Concat", "NoSuchOp"]
+
+
+def onnx_graph(data: bytes) -> None:
+    """Structure-aware: the bytes choose edits of the stored real models (fuzz/corpus/onnx_model) -- a
+    shape dimension, an initializer's dims or type, a node's op, inputs, outputs or attributes -- and
+    the edited model goes through the loader, the clean-up and the import."""
+    import onnx
+    from onnx import helper
+
+    from gearshift.frontend.importer import to_relax
+    from gearshift.frontend.load import load
+
+    choices = iter(data)
+
+    def pick(n: int) -> int:
+        return next(choices, 0) % max(n, 1)
+
+    seeds = sorted((Path(__file__).resolve().parent / "corpus" / "onnx_model").glob("seed-*.onnx"))
+    model = onnx.load_from_string(seeds[pick(len(seeds))].read_bytes())
+    g = model.graph
+    for _ in range(1 + pick(4)):
+        what = pick(8)
+        if what == 0 and g.input:
+            dims = g.input[pick(len(g.input))].type.tensor_type.shape.dim
+            if dims:
+                dims[pick(len(dims))].dim_value = [0, 1, 3, 7, 1 << 20][pick(5)]
+        elif what == 1 and g.initializer:
+            init = g.initializer[pick(len(g.initializer))]
+            if init.dims:
+                init.dims[pick(len(init.dims))] = pick(9)
+        elif what == 2 and g.initializer:
+            g.initializer[pick(len(g.initializer))].data_type = pick(17)
+        elif what == 3 and g.node:
+            g.node[pick(len(g.node))].op_type = OPS[pick(len(OPS))]
+        elif what == 4 and g.node:
+            node = g.node[pick(len(g.node))]
+            if node.input and pick(2):
+                del node.input[pick(len(node.input))]
+            else:
+                node.input.append(["x", "w", "missing", ""][pick(4)])
+        elif what == 5 and g.node:
+            g.node[pick(len(g.node))].output[0] = ["y", "dangling", "x"][pick(3)]
+        elif what == 6 and g.node:
+            node = g.node[pick(len(g.node))]
+            name = ["axis", "perm", "transA", "alpha", "kernel_shape", "pads", "strides", "group"][pick(8)]
+            value = [pick(256) - 128, [pick(5), pick(5)], 1.5, [1], [0, 0, 0, 0]][pick(5)]
+            node.attribute.append(helper.make_attribute(name, value))
+        elif what == 7 and g.node:
+            g.node.append(g.node[pick(len(g.node))])
+    to_relax(load(model))
+
+
 def _artifact_copy() -> Path:
     seed = Path(__file__).resolve().parent / "corpus" / "artifact"
     root = WORK / "artifact"
@@ -121,7 +174,7 @@ def vta_stream(data: bytes) -> None:
 
 
 TARGETS: dict[str, Callable[[bytes], None]] = {
-    "onnx_model": onnx_model, "artifact_manifest": artifact_manifest, "artifact_weights": artifact_weights,
+    "onnx_model": onnx_model, "onnx_graph": onnx_graph, "artifact_manifest": artifact_manifest, "artifact_weights": artifact_weights,
     "levels_file": levels_file, "profile": profile, "trace": trace, "measurements": measurements,
     "tuning_database": tuning_database, "npz_inputs": npz_inputs, "vta_config": vta_config, "vta_stream": vta_stream,
 }

@@ -28,7 +28,7 @@ def test_stored_corpus_gives_results_or_named_errors(target):
 
 def test_the_crashes_found_are_in_the_corpus():
     found = sorted(p.parent.name for p in CORPUS.glob("*/regression-*"))
-    assert found == ["artifact_manifest", "npz_inputs", "vta_config", "vta_stream"]
+    assert found == ["artifact_manifest", "npz_inputs", "onnx_graph", "vta_config", "vta_stream"]
 
 
 def mutate(data: bytes, rng: np.random.Generator) -> bytes:
@@ -56,3 +56,18 @@ def test_random_mutations_give_results_or_named_errors(target):
     seeds = [p.read_bytes() for p in corpus(target)]
     for _ in range(150 if target != "onnx_model" else 60):
         run_one(target, mutate(seeds[int(rng.integers(0, len(seeds)))], rng))
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_each_fuzzer_runs_briefly_from_the_stored_corpus(target, tmp_path):
+    """CI's short coverage-guided run (atheris) of every fuzzer, on a copy of its stored corpus."""
+    import shutil
+    import subprocess
+    import sys
+
+    corpus = tmp_path / target
+    shutil.copytree(CORPUS / target, corpus)
+    done = subprocess.run([sys.executable, "-m", "gearshift.fuzz.run", target, "--seconds", "2", "--corpus", str(corpus)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "stat::number_of_executed_units" in done.stdout + done.stderr
