@@ -174,7 +174,8 @@ def vta_stream(data: bytes) -> None:
 
 
 TARGETS: dict[str, Callable[[bytes], None]] = {
-    "onnx_model": onnx_model, "onnx_graph": onnx_graph, "artifact_manifest": artifact_manifest, "artifact_weights": artifact_weights,
+    "onnx_model": onnx_model, "onnx_graph": onnx_graph, "artifact_manifest": artifact_manifest,
+    "artifact_weights": artifact_weights,
     "levels_file": levels_file, "profile": profile, "trace": trace, "measurements": measurements,
     "tuning_database": tuning_database, "npz_inputs": npz_inputs, "vta_config": vta_config, "vta_stream": vta_stream,
 }
