@@ -42,6 +42,11 @@ def open_fds() -> int:
     return len(os.listdir(f"/proc/{os.getpid()}/fd"))
 
 
+def os_threads() -> int:
+    """Every thread of the process, TVM's native pool included (threading.active_count sees Python's only)."""
+    return len(os.listdir(f"/proc/{os.getpid()}/task"))
+
+
 def soak(artifact: Path, seconds: float, threads: int, loads: int) -> dict:
     session = gearshift.Session(artifact)
     expected = {}
@@ -60,7 +65,7 @@ def soak(artifact: Path, seconds: float, threads: int, loads: int) -> dict:
         except BaseException as err:  # noqa: BLE001  (reported, not raised: the soak's outcome)
             errors.append(repr(err))
 
-    fds0, threads0 = open_fds(), threading.active_count()
+    fds0, threads0, native0 = open_fds(), threading.active_count(), os_threads()
     workers = [threading.Thread(target=infer, args=(i,)) for i in range(threads)]
     for t in workers:
         t.start()
@@ -88,7 +93,7 @@ def soak(artifact: Path, seconds: float, threads: int, loads: int) -> dict:
             "seconds": round(time.perf_counter() - t0, 1), "rss_growth_mb": round(rss1 - rss0, 1),
             "session_loads": loads, "rss_growth_over_loads_mb": round(rss_mb() - rss_l0, 1),
             "fds_before": fds0, "fds_after": open_fds(), "threads_before": threads0,
-            "threads_after": threading.active_count()}
+            "threads_after": threading.active_count(), "os_threads_before": native0, "os_threads_after": os_threads()}
 
 
 def main() -> None:
@@ -108,10 +113,11 @@ def main() -> None:
     payload = {"threads": args.threads, "seconds_per_form": args.seconds, "forms": rows}
     md = [f"# Soak ({machine_note()})", "",
           table([("form", "inferences", "switches", "torn outputs", "errors", "RSS growth MB", "RSS over loads MB",
-                  "fds before/after", "threads before/after")]
+                  "fds before/after", "threads before/after (OS threads)")]
                 + [(f, r["inferences"], r["switches"], r["torn_outputs"], len(r["errors"]), r["rss_growth_mb"],
                     r["rss_growth_over_loads_mb"], f"{r['fds_before']}/{r['fds_after']}",
-                    f"{r['threads_before']}/{r['threads_after']}") for f, r in rows.items()])]
+                    f"{r['threads_before']}/{r['threads_after']} ({r['os_threads_before']}/{r['os_threads_after']})")
+                   for f, r in rows.items()])]
     write_results("soak", payload, "\n".join(md))
 
 
