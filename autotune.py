@@ -62,6 +62,9 @@ def find_kernels(model: ModelLike, info: TargetInfo, *, sparsity: SparsityPlan |
     """`sparse_tasks`, and the modules after the graph passes (where the dense kernels are found)."""
     if info.is_gpu:
         raise InputError(f"{info.name} is a GPU target: gearshift's tunable sparse kernels are CPU kernels")
+    if info.accelerator:
+        raise InputError(f"{info.name}: the accelerator's layers have no tunable knobs (their tiling is fixed by "
+                         "its buffers); tune for `host` instead")
     imported = to_relax(load(model, input_shapes=input_shapes))
     lifted, tuning = lift(imported), Tuning()
     if levels is not None:  # each level on its own weights, where the levels file gives them

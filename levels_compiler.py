@@ -56,6 +56,9 @@ def compile_levels(model: ModelLike, levels: LevelSet | str | os.PathLike, targe
     sparse kernels take their knobs from the tuning database `db` where it has them."""
     levels = levels if isinstance(levels, LevelSet) else read_levels(levels)
     info = get_target(target)
+    if info.accelerator:
+        raise InputError(f"RT3 levels are not built for {info.name} yet (each level would need its own streams): "
+                         "compile one artifact per level, or use a CPU or GPU target")
     tuning = tuning_from(db, info)
     proto = load(model, input_shapes=input_shapes, exporter=exporter)
     imported = to_relax(proto)

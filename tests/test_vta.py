@@ -305,3 +305,17 @@ def test_a_corrupted_accelerator_file_is_refused(mlp_onnx, tmp_path):
     (art.path / "vta/layers.safetensors").write_bytes(bytes(data))
     with pytest.raises(ArtifactError, match="vta/layers.safetensors"):
         gearshift.Session(art.path)
+
+
+def test_levels_and_tuning_say_what_vta_sim_does_not_do(mlp_onnx, tmp_path):
+    from gearshift.autotune import sparse_tasks
+    from gearshift.errors import InputError
+    from gearshift.levels_compiler import compile_levels
+    from gearshift.relay_passes.levels import parse_levels
+    from gearshift.schedules.targets import get_target
+
+    levels = parse_levels({"form": "runtime", "levels": [{"name": "a", "sparsity": "bsr:0.5:16x16"}]})
+    with pytest.raises(InputError, match="RT3 levels are not built for vta-sim"):
+        compile_levels(mlp_onnx, levels, "vta-sim")
+    with pytest.raises(InputError, match="no tunable knobs"):
+        sparse_tasks(mlp_onnx, get_target("vta-sim"), sparsity="bsr:0.5")
