@@ -17,14 +17,16 @@ import numpy as np
 import tvm
 from tvm import relax
 
+from gearshift.bench import ort_session
 from gearshift.driver import build, prepare
 from gearshift.frontend.importer import to_relax
 from gearshift.frontend.load import load
 from gearshift.relay_passes.plan import SparsityPlan
 from gearshift.runtime.opencl_graph import GraphRun, run_graph
+from gearshift.runtime.session import as_arrays
 from gearshift.schedules.pipeline import gpu_scheduling_passes
 from gearshift.schedules.targets import get_target
-from gearshift.spec import Log
+from gearshift.spec import Log, relative_l2, scaled_error
 
 
 @dataclass
@@ -37,15 +39,12 @@ class GpuCheck:
 
     @property
     def output_error(self) -> float:
-        return max(float(np.abs(got - ref).max() / max(1.0, float(np.abs(ref).max())))
-                   for got, ref in zip(self.run.outputs, self.reference))
+        return max(scaled_error(got, ref) for got, ref in zip(self.run.outputs, self.reference))
 
     @property
     def relative_l2(self) -> float:
         """|outputs - reference| / |reference| over all outputs (L2): independent of the outputs' scale."""
-        got = np.concatenate([np.ravel(o).astype(np.float64) for o in self.run.outputs])
-        ref = np.concatenate([np.ravel(r).astype(np.float64) for r in self.reference])
-        return float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-30))
+        return relative_l2(self.run.outputs, self.reference)
 
     def matches(self, atol: float = 1e-4, rtol: float = 1e-3) -> bool:
         return all(np.allclose(got, ref, atol=atol, rtol=rtol) for got, ref in zip(self.run.outputs, self.reference))
@@ -67,21 +66,15 @@ def check_gpu(model, target: str, inputs: dict[str, np.ndarray], sparsity: str |
     originals: dict = {}
     with tvm_target:
         scheduled = tvm.transform.Sequential(gpu_scheduling_passes(tvm_target, rules, originals))(prepared.model)
-    args = [np.asarray(inputs[spec.name], spec.dtype) for spec in imported.inputs] + list(prepared.weights)
-    run = run_graph(scheduled, args, tvm_target, rules, originals, log)
     feeds = {spec.name: np.asarray(inputs[spec.name], spec.dtype) for spec in imported.inputs}
+    run = run_graph(scheduled, [*feeds.values(), *prepared.weights], tvm_target, rules, originals, log)
     if any(layer.decision != "dense" for layer in prepared.layers) or (plan is not None and plan.active):
         host = build(to_relax(proto), "host", sparsity=pinned(plan, prepared.layers))
         vm = relax.VirtualMachine(host.executable, tvm.cpu())
         out = vm["main"](*[tvm.runtime.tensor(feeds[s.name]) for s in host.inputs],
                          *[tvm.runtime.tensor(w) for w in host.weights.values()])
-        outs = list(out) if isinstance(out, (list, tuple)) or hasattr(out, "__len__") and not hasattr(out, "numpy") \
-            else [out]
-        return GpuCheck(target, run, [o.numpy() for o in outs], "host build", prepared.layers)
-    import onnxruntime as ort  # noqa: I001  (imported here: only the dense case needs it)
-
-    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    return GpuCheck(target, run, session.run(None, feeds), "ONNX Runtime", prepared.layers)
+        return GpuCheck(target, run, as_arrays(out), "host build", prepared.layers)
+    return GpuCheck(target, run, ort_session(proto.SerializeToString()).run(None, feeds), "ONNX Runtime", prepared.layers)
 
 
 

@@ -32,6 +32,7 @@ import onnx
 from gearshift.errors import InputError
 from gearshift.frontend.inventory import inventory
 from gearshift.compress.blocks import project
+from gearshift.spec import relative_l2
 
 BLOCK = (16, 1)
 Assignment = tuple[float, ...]  # a sparsity per searched layer, in `SearchSpace.layers` order
@@ -103,7 +104,7 @@ class ErrorProxy:
     def __call__(self, assignment: Assignment) -> float:
         self.evaluations += 1
         out = self._run({layer.name: self.pruned(layer.name, s) for layer, s in zip(self.space.layers, assignment)})
-        return float(np.linalg.norm(out - self.reference) / max(np.linalg.norm(self.reference), 1e-30))
+        return relative_l2(out, self.reference)
 
 
 @dataclass

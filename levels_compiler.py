@@ -30,7 +30,7 @@ from gearshift.runtime.artifact import Artifact, write_artifact
 from gearshift.runtime.calibration import calibration_inputs
 from gearshift.runtime.signing import signer
 from gearshift.schedules.targets import TargetInfo, get_target
-from gearshift.spec import Log
+from gearshift.spec import Log, relative_l2
 from gearshift.tune.lookup import tuning_from
 
 
@@ -221,8 +221,7 @@ def _runnable(built: Built, args_np: list, ref: np.ndarray):
 
     vm = relax.VirtualMachine(built.executable, tvm.cpu())
     args = [tvm.runtime.tensor(a) for a in args_np] + [tvm.runtime.tensor(w) for w in built.weights.values()]
-    got = np.concatenate([np.ravel(o).astype(np.float64) for o in as_arrays(vm["main"](*args))])
-    return (lambda f=vm["main"]: f(*args)), float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-30))
+    return (lambda f=vm["main"]: f(*args)), relative_l2(as_arrays(vm["main"](*args)), ref)
 
 
 def _accuracy_here(result: LevelsBuilt, prepared: Mapping[str, Prepared], proto, imported: Imported,
@@ -272,8 +271,7 @@ def _gpu_accuracy(result: LevelsBuilt, prepared: Mapping[str, Prepared], args_np
         with target:
             scheduled = tvm.transform.Sequential(gpu_scheduling_passes(target, {}))(p.model)
         outputs = run_graph(scheduled, [*args_np, *p.weights], target, {}).outputs
-        got = np.concatenate([np.ravel(o).astype(np.float64) for o in outputs])
-        error = float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), 1e-30))
+        error = relative_l2(outputs, ref)
         result.info[name].update(error=round(error, 6), error_measured_on=f"this machine: the {info.name} level's "
                                  "OpenCL kernels run on pocl (a CPU OpenCL implementation)")
         log(f"level {name}: error {error:.2e} vs ONNX Runtime dense (its OpenCL kernels run here on pocl); "

@@ -1,5 +1,6 @@
-"""What every stage shares: `TensorSpec` (the name, shape and dtype of a model input or output) and
-`Log` (the progress callback that compile steps write their one-line reports to)."""
+"""What every stage shares: `TensorSpec` (the name, shape and dtype of a model input or output),
+`Log` (the progress callback that compile steps write their one-line reports to), and the two error
+measures the checks report (`scaled_error`, `relative_l2`)."""
 
 from __future__ import annotations
 
@@ -61,6 +62,22 @@ class TensorSpec:
         warnings.warn(f"input {self.name!r}: {value.dtype.name} cast to {expected.name} (precision is lost)",
                       InputCastWarning, stacklevel=3)
         return value.astype(expected)
+
+
+def scaled_error(got: np.ndarray, expected: np.ndarray) -> float:
+    """max |got - expected| / max(1, max |expected|): the measure every kernel and model check uses
+    (absolute below 1, relative to the outputs' magnitude above)."""
+    return float(np.abs(got - expected).max() / max(1.0, float(np.abs(expected).max())))
+
+
+def relative_l2(got, expected) -> float:
+    """|got - expected| / |expected| (L2) over all arrays given (an array or a list of them)."""
+    def flat(arrays):
+        arrays = arrays if isinstance(arrays, (list, tuple)) else [arrays]
+        return np.concatenate([np.ravel(a).astype(np.float64) for a in arrays])
+
+    g, e = flat(got), flat(expected)
+    return float(np.linalg.norm(g - e) / max(np.linalg.norm(e), 1e-30))
 
 
 class InputCastWarning(UserWarning):

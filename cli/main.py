@@ -185,11 +185,11 @@ def _compile(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from gearshift.runtime import device
 
-    if args.trusted_key:  # checked here before anything else reads the artifact (and again where it runs)
-        from gearshift.runtime import open_artifact
+    if _is_foreign_arm(args.artifact):  # (reads the manifest only; no code of the artifact is loaded)
+        if args.trusted_key:  # refused here at once rather than after the phone's ~15 s start (it checks too)
+            from gearshift.runtime import open_artifact
 
-        open_artifact(args.artifact, args.trusted_key)
-    if _is_foreign_arm(args.artifact):
+            open_artifact(args.artifact, args.trusted_key)
         return _run_emulated(args)
     summary = device.run_artifact(args.artifact, args.inputs, output=args.output, repeat=args.repeat, level=args.level,
                                   trusted_keys=args.trusted_key)

@@ -39,7 +39,7 @@ from gearshift.schedules.kernels.gpu_bsr import gpu_bsr_matmul
 from gearshift.schedules.knobs import Tuning, bsr_task, bsr_tile
 from gearshift.schedules.kernels.bsr import Tile, bsr_matmul, choose_tile, kept_columns, to_block_patterns, to_bsr
 from gearshift.schedules.kernels.epilogue import apply_numpy
-from gearshift.spec import Log
+from gearshift.spec import Log, scaled_error
 
 
 
@@ -280,7 +280,7 @@ def check_kernel(sizes: tuple, w: np.ndarray, bias: np.ndarray, arrays) -> float
     out = tvm.runtime.tensor(np.zeros(expected.shape, np.float32))
     _host_kernel(*sizes)(tvm.runtime.tensor(x), *(tvm.runtime.tensor(a) for a in arrays),
                          tvm.runtime.tensor(bias.astype(np.float32)), out)
-    return float(np.abs(out.numpy() - expected).max() / max(1.0, np.abs(expected).max()))
+    return scaled_error(out.numpy(), expected)
 
 
 def bias_fits(b: relax.Var, matmul: relax.Call) -> bool:

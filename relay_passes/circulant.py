@@ -24,6 +24,7 @@ from gearshift.relay_passes.walk import build_for_host as compiled
 from gearshift.relay_passes.walk import new_weight, opencl_error
 from gearshift.schedules.kernels import circulant as kernels
 from gearshift.schedules.kernels.gpu_circulant import gpu_circulant_direct
+from gearshift.spec import scaled_error
 from tvm import relax, te
 
 GPU_PANEL = 4  # the frequency weights' column panel on GPUs (the TE MAC reads them through it)
@@ -140,7 +141,7 @@ def _fft_error_on_opencl(target_name: str, xs, arrays, bias, expected, nb: int) 
     out = stage(kernels.idft, yf, e, bias.astype(np.float32))
     m, n = expected.shape
     got = out.reshape(m, -1)[:, :n]
-    return float(np.abs(got - expected).max() / max(1.0, np.abs(expected).max()))
+    return scaled_error(got, expected)
 
 
 def _emit(walk, var, x, name, spec, report, arrays, form, sizes, direct_kernel, first, mac) -> relax.Expr:
@@ -242,4 +243,4 @@ def check(form: str, sizes: tuple, w: np.ndarray, bias: np.ndarray, arrays: list
         libs[0](tvm.runtime.tensor(x), t[1], a)
         libs[1](a, t[0], yf)
         libs[2](yf, t[2], bias_t, out)
-    return float(np.abs(out.numpy() - expected).max() / max(1.0, np.abs(expected).max()))
+    return scaled_error(out.numpy(), expected)

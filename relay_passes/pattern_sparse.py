@@ -35,7 +35,7 @@ from gearshift.relay_passes.walk import (LayerReport, WeightLayerWalk, build_for
 from gearshift.schedules.cpu.microkernel import Microkernel
 from gearshift.schedules.gpu.devices import GpuSpec
 from gearshift.schedules.kernels.gpu_pattern_conv import gpu_pattern_conv2d
-from gearshift.spec import Log
+from gearshift.spec import Log, scaled_error
 from gearshift.schedules.knobs import Tuning, pattern_conv_task
 from gearshift.schedules.kernels.pattern_conv import (default_group, out_extent, pack, padded_extent,
                                                       pattern_conv2d)
@@ -237,7 +237,7 @@ def check_kernel(sizes: tuple, w: np.ndarray, arrays) -> float:
         tvm.runtime.tensor(np.zeros(cout, np.float32)), out)
     oh, ow = expected.shape[2:]
     got = out.numpy()[:, :, :oh, :ow]
-    return float(np.abs(got - expected).max() / max(1.0, np.abs(expected).max()))
+    return scaled_error(got, expected)
 
 
 def reference_conv(x: np.ndarray, w: np.ndarray, pads: tuple, stride: int) -> np.ndarray:

@@ -15,7 +15,7 @@ from tvm.relax.expr_functor import PyExprMutator
 from gearshift.relay_passes.exprs import bias_add_of
 from gearshift.relay_passes.plan import SparsityPlan
 from gearshift.schedules.cpu.microkernel import Microkernel
-from gearshift.spec import Log
+from gearshift.spec import Log, scaled_error
 
 NOTHING_FOUND = "no structure found in the weight"
 CHECK_ATOL, CHECK_RTOL = 1e-4, 1e-3  # a rewritten layer's tolerance, relative to its outputs' magnitude
@@ -147,4 +147,4 @@ def opencl_error(kernel: tvm.tirx.PrimFunc, target_name: str, inputs: list[np.nd
         return None
     program = opencl.opencl_program(kernel, get_target(target_name).tvm_target())
     out = opencl.Pocl().run(program, [*inputs, np.zeros(expected.shape, np.float32)])[-1]
-    return float(np.abs(out - expected).max() / max(1.0, np.abs(expected).max()))
+    return scaled_error(out, expected)

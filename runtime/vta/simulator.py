@@ -217,17 +217,17 @@ class Simulator:
 
     def _gemm(self, index: int, insn: isa.Gemm) -> int:
         dst, src, wgt = self._indices(index, insn, len(self.inp))
+        touched, slot = np.unique(dst, return_inverse=True)  # the accumulators written; each write's among them
         if insn.reset:
-            self.acc[dst] = 0
-        else:
-            acc = self.acc.astype(np.int64)
+            self.acc[touched] = 0
+        else:  # only the touched accumulators are widened (not the whole buffer on every GEMM)
+            acc = self.acc[touched].astype(np.int64)
             for at in range(0, len(dst), CHUNK):
-                d, s, w = dst[at:at + CHUNK], src[at:at + CHUNK], wgt[at:at + CHUNK]
+                s, w = src[at:at + CHUNK], wgt[at:at + CHUNK]
                 products = np.einsum("nbi,noi->nbo", self.inp[s].astype(np.int64), self.wgt[w].astype(np.int64))
-                np.add.at(acc, d, products)
-            touched = np.unique(dst)
-            self.acc[touched] = _wrap(acc[touched])
-        self.out[np.unique(dst)] = self.acc[np.unique(dst)].astype(np.int8)
+                np.add.at(acc, slot[at:at + CHUNK], products)
+            self.acc[touched] = _wrap(acc)
+        self.out[touched] = self.acc[touched].astype(np.int8)
         return len(dst)
 
     def _alu(self, index: int, insn: isa.Alu) -> int:
